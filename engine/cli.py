@@ -1,0 +1,229 @@
+"""The headless command line: ``darkroom generate``, ``darkroom models``, ``darkroom gallery`` and friends.
+
+Never imports Qt. Bad input ends with a one-line message on stderr and a non-zero exit code, never a traceback
+(``--debug`` shows one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import threading
+from pathlib import Path
+
+from . import __version__
+from .errors import DarkroomError
+from .request import DEFAULT_SCHEDULER, SCHEDULERS, ValidationError, build_request
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CANCELLED = 0, 1, 2, 130
+
+
+class CliError(Exception):
+    def __init__(self, message: str, code: int = EXIT_FAILED):
+        super().__init__(message)
+        self.code = code
+
+
+def _size(text: str) -> tuple[int, int]:
+    parts = text.lower().replace("×", "x").split("x")
+    if len(parts) != 2:
+        raise argparse.ArgumentTypeError(f"size must look like 512x512, not {text!r}")
+    try:
+        return int(parts[0]), int(parts[1])
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size must look like 512x512, not {text!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="darkroom",
+        description="Darkroom: watch pictures develop out of noise. Run without a command to open the app.",
+    )
+    parser.add_argument("--version", action="version", version=f"darkroom {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    sub.add_parser("app", help="open the Darkroom window (the default)")
+
+    gen = sub.add_parser("generate", help="generate images from a prompt, headless")
+    gen.add_argument("prompt", help="what to draw")
+    gen.add_argument("--negative", default="", metavar="TEXT", help="what to avoid")
+    gen.add_argument("--model", default="", metavar="PATH_OR_NAME", help="model folder, .safetensors file or name (default: the bundled model)")
+    gen.add_argument("--seed", default="random", metavar="N", help='integer 0..4294967295 or "random" (default)')
+    gen.add_argument("--steps", default=25, metavar="N", help="denoising steps, 1-150 (default 25)")
+    gen.add_argument("--cfg", default=7.0, metavar="X", help="classifier-free guidance scale, 0-30 (default 7)")
+    gen.add_argument("--size", type=_size, default=None, metavar="WxH", help="image size (default: the model's native size)")
+    gen.add_argument("--scheduler", default=DEFAULT_SCHEDULER, metavar="NAME", help=f"sampler: {', '.join(SCHEDULERS)}")
+    gen.add_argument("--batch", default=1, metavar="N", help="number of images; image k uses seed+k")
+    gen.add_argument("--out", type=Path, default=None, metavar="DIR", help="write the PNGs into DIR instead of the gallery")
+    gen.add_argument("--device", choices=("cuda", "mps", "cpu"), default=None, help="force a device")
+    gen.add_argument("--quiet", action="store_true", help="no progress bar")
+    gen.set_defaults(handler=cmd_generate)
+
+    models = sub.add_parser("models", help="list or download models")
+    msub = models.add_subparsers(dest="models_command", metavar="ACTION", required=True)
+    msub.add_parser("list", help="list the models Darkroom can use").set_defaults(handler=cmd_models_list)
+    dl = msub.add_parser("download", help="download a model from the Hugging Face Hub (needs the internet)")
+    dl.add_argument("repo_id", help="e.g. stable-diffusion-v1-5/stable-diffusion-v1-5")
+    dl.add_argument("--config-only", action="store_true", help="only the configuration a single-file checkpoint needs")
+    dl.set_defaults(handler=cmd_models_download)
+
+    for module in ("engine.gallery.cli", "engine.train.cli", "engine.bench"):
+        try:
+            register = __import__(module, fromlist=["register"]).register
+        except (ImportError, AttributeError):
+            continue
+        register(sub)
+    return parser
+
+
+def native_size(model: str) -> tuple[int, int]:
+    """The size a model was trained at, from its U-Net and VAE configs (512×512 when unknown)."""
+    import json
+
+    from .models import resolve
+
+    try:
+        entry = resolve(model)
+        if entry.path.is_dir():
+            unet = json.loads((entry.path / "unet" / "config.json").read_text(encoding="utf-8"))
+            vae = json.loads((entry.path / "vae" / "config.json").read_text(encoding="utf-8"))
+            size = int(unet["sample_size"]) * 2 ** (len(vae["block_out_channels"]) - 1)
+            return size, size
+    except (DarkroomError, OSError, ValueError, KeyError, TypeError):
+        pass
+    return 512, 512
+
+
+def cmd_generate(args) -> int:
+    width, height = args.size or native_size(args.model)
+    try:
+        built = build_request(
+            prompt=args.prompt,
+            negative_prompt=args.negative,
+            seed=args.seed,
+            steps=args.steps,
+            cfg=args.cfg,
+            width=width,
+            height=height,
+            scheduler=args.scheduler,
+            model=args.model,
+            batch_count=args.batch,
+        )
+    except ValidationError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from None
+    for notice in built.notices:
+        print(f"note: {notice}", file=sys.stderr)
+    from .models import resolve
+
+    try:
+        resolve(built.request.model)  # fail fast, before the engine starts
+    except DarkroomError as exc:
+        raise CliError(exc.message) from None
+    return run_generation(built.request, args)
+
+
+def run_generation(request, args) -> int:
+    from .engine import Engine, EngineOptions, PreviewOptions
+    from .events import Cancelled, Failed, Finished, ImageReady, Progress, Started
+    from .gallery import Gallery
+
+    gallery = Gallery(root=args.out) if args.out else Gallery()
+    done = threading.Event()
+    outcome: dict = {"code": EXIT_OK, "saved": []}
+    bar = None
+
+    def on_event(event) -> None:
+        nonlocal bar
+        if isinstance(event, Started) and not args.quiet:
+            from tqdm import tqdm
+
+            bar = tqdm(total=request.steps * request.batch_count, unit="step", file=sys.stderr, leave=False)
+        elif isinstance(event, Progress) and bar is not None:
+            bar.n = event.image_index * event.total + event.step
+            bar.set_postfix_str(f"image {event.image_index + 1}/{event.image_count}", refresh=False)
+            bar.refresh()
+        elif isinstance(event, ImageReady):
+            try:
+                saved = gallery.save(event)
+                outcome["saved"].append(saved.path)
+                print(saved.path, flush=True)
+            except DarkroomError as exc:
+                outcome["code"], outcome["error"] = EXIT_FAILED, exc.message
+                engine.cancel(event.job_id)
+        elif isinstance(event, (Finished, Failed, Cancelled)):
+            if isinstance(event, Failed):
+                outcome["code"], outcome["error"] = EXIT_FAILED, event.message
+                outcome["details"] = event.details
+            elif isinstance(event, Cancelled) and outcome["code"] == EXIT_OK:
+                outcome["code"] = EXIT_CANCELLED
+            done.set()
+
+    engine = Engine(on_event, EngineOptions(device=args.device, preview=PreviewOptions(mode="off")))
+    engine.submit(request)
+    try:
+        while not done.wait(0.2):
+            pass
+    except KeyboardInterrupt:
+        engine.cancel_all()
+        done.wait(5)
+        outcome["code"] = EXIT_CANCELLED
+        outcome.setdefault("error", "Cancelled.")
+    finally:
+        engine.shutdown()
+        if bar is not None:
+            bar.close()
+    if outcome["code"] != EXIT_OK:
+        if args.debug and outcome.get("details"):
+            print(outcome["details"], file=sys.stderr)
+        raise CliError(outcome.get("error", "Generation did not finish."), outcome["code"])
+    return EXIT_OK
+
+
+def cmd_models_list(args) -> int:
+    from .models import available_models
+
+    models = available_models()
+    if not models:
+        from .models import NO_MODEL_MESSAGE
+
+        print(NO_MODEL_MESSAGE, file=sys.stderr)
+        return EXIT_OK
+    for entry in models:
+        print(f"{entry.name}\t{entry.source}\t{entry.path}")
+    return EXIT_OK
+
+
+def cmd_models_download(args) -> int:
+    from .hub import download
+
+    path = download(args.repo_id, config_only=args.config_only)
+    print(path)
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    handler = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        return handler(args)
+    except CliError as exc:
+        print(f"darkroom: error: {exc}", file=sys.stderr)
+        return exc.code
+    except DarkroomError as exc:
+        print(f"darkroom: error: {exc.message}", file=sys.stderr)
+        if args.debug and exc.details:
+            print(exc.details, file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print("darkroom: cancelled", file=sys.stderr)
+        return EXIT_CANCELLED
+    except OSError as exc:
+        print(f"darkroom: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
+        return EXIT_FAILED

@@ -1,0 +1,210 @@
+"""The engine: one long-lived worker thread that runs queued generation jobs in FIFO order.
+
+Threading rules:
+- ``submit``, ``cancel``, ``cancel_all``, ``set_preview`` and ``shutdown`` may be called from any thread.
+- ``on_event`` is called on the worker thread (and, for a job cancelled while still queued, on the thread that
+  called ``cancel``). It must return quickly and must not call back into widgets directly.
+- The worker imports torch and diffusers itself, so constructing and starting an Engine costs nothing on the
+  caller's thread.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import queue
+import threading
+import traceback
+from dataclasses import dataclass
+from typing import Callable, Literal
+
+from .errors import DarkroomError, ErrorKind
+from .events import Cancelled, Event, Failed, Finished, StatusChanged
+from .request import GenerationRequest
+
+log = logging.getLogger(__name__)
+
+PreviewMode = Literal["x0", "xt", "off"]
+
+
+@dataclass(frozen=True)
+class PreviewOptions:
+    """How live previews are made. ``interval_s`` throttles by wall clock: a preview is sent at most this often
+    (20 per second by default), and at every step when steps are slower than that."""
+
+    mode: PreviewMode = "x0"
+    interval_s: float = 0.05
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    device: str | None = None  # "cuda", "mps", "cpu" or None for the best available
+    fast_path: bool = True  # GPU fast path (channels_last, torch.compile with CUDA graphs); ignored on CPU
+    preview: PreviewOptions = PreviewOptions()
+
+
+class CancelToken:
+    """Set by ``Engine.cancel``; the denoising loop checks it once per step."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def cancel(self) -> None:
+        self._event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+
+@dataclass
+class Job:
+    job_id: int
+    request: GenerationRequest
+    token: CancelToken
+    state: Literal["queued", "running", "done"] = "queued"
+
+
+_STOP = object()
+
+
+class Engine:
+    def __init__(self, on_event: Callable[[Event], None], options: EngineOptions = EngineOptions()):
+        self._on_event = on_event
+        self._options = options
+        self._preview = options.preview
+        self._queue: "queue.Queue[object]" = queue.Queue()
+        self._jobs: dict[int, Job] = {}
+        self._lock = threading.Lock()
+        self._ids = itertools.count(1)
+        self._thread: threading.Thread | None = None
+        self._runtime = None  # engine.runtime.Runtime, created on the worker thread
+
+    # -- any thread -------------------------------------------------------------------------------------------
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="darkroom-engine", daemon=True)
+            self._thread.start()
+
+    def submit(self, request: GenerationRequest) -> int:
+        if not isinstance(request, GenerationRequest):
+            raise TypeError("submit() takes a GenerationRequest; build one with engine.request.build_request")
+        self.start()
+        with self._lock:
+            job = Job(next(self._ids), request, CancelToken())
+            self._jobs[job.job_id] = job
+        self._queue.put(job)
+        return job.job_id
+
+    def cancel(self, job_id: int) -> bool:
+        """Cancel a queued or running job. Returns False when the job is unknown or already finished."""
+        with self._lock:
+            job = self._jobs.get(job_id)
+            if job is None or job.state == "done":
+                return False
+            job.token.cancel()
+            was_queued = job.state == "queued"
+            if was_queued:
+                job.state = "done"
+                del self._jobs[job_id]
+        if was_queued:
+            self._emit(Cancelled(job_id))
+        return True
+
+    def cancel_all(self) -> None:
+        with self._lock:
+            ids = list(self._jobs)
+        for job_id in ids:
+            self.cancel(job_id)
+
+    def pending(self) -> list[int]:
+        """Ids of jobs queued or running, in order."""
+        with self._lock:
+            return sorted(self._jobs)
+
+    def set_preview(self, options: PreviewOptions) -> None:
+        self._preview = options  # read once per step by the worker; assignment is atomic
+
+    @property
+    def preview(self) -> PreviewOptions:
+        return self._preview
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def shutdown(self, timeout: float = 2.0) -> bool:
+        """Cancel everything, stop the worker and join it. Returns True when the thread has ended."""
+        self.cancel_all()
+        self._queue.put(_STOP)
+        if self._thread is None:
+            return True
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    # -- worker thread ----------------------------------------------------------------------------------------
+    def _emit(self, event: Event) -> None:
+        try:
+            self._on_event(event)
+        except Exception:  # a broken receiver must not kill the engine
+            log.exception("event receiver failed on %r", type(event).__name__)
+
+    def _run(self) -> None:
+        try:
+            self._emit(StatusChanged("Starting the engine…", busy=True))
+            from .runtime import Runtime
+
+            self._runtime = Runtime(self._options, self._emit)
+            self._emit(StatusChanged("Ready", device=self._runtime.device_name, dtype=self._runtime.dtype_name))
+        except BaseException as exc:  # noqa: BLE001 - reported, then jobs fail with the same message
+            log.exception("engine failed to start")
+            startup_error = exc
+        else:
+            startup_error = None
+
+        while True:
+            item = self._queue.get()
+            if item is _STOP:
+                break
+            job: Job = item  # type: ignore[assignment]
+            with self._lock:
+                if job.state != "queued":
+                    continue  # cancelled while queued; already reported
+                job.state = "running"
+            try:
+                if startup_error is not None:
+                    raise DarkroomError(
+                        "The engine could not start, so nothing can be generated.",
+                        "".join(traceback.format_exception(startup_error)),
+                    )
+                self._runtime.run_job(job, lambda: self._preview)
+            except Exception as exc:  # noqa: BLE001 - every failure becomes a Failed event
+                self._emit(self._failure(job.job_id, exc))
+            finally:
+                with self._lock:
+                    job.state = "done"
+                    self._jobs.pop(job.job_id, None)
+        if self._runtime is not None:
+            self._runtime.close()
+
+    @staticmethod
+    def _failure(job_id: int, exc: Exception) -> Failed:
+        if isinstance(exc, DarkroomError):
+            return Failed(job_id, exc.kind.value, exc.message, exc.details or "")
+        details = "".join(traceback.format_exception(exc))
+        text = str(exc)
+        if "out of memory" in text.lower() or type(exc).__name__ == "OutOfMemoryError":
+            return Failed(
+                job_id,
+                ErrorKind.OUT_OF_MEMORY.value,
+                "The GPU ran out of memory. Try a smaller size or batch, or close other programs using the GPU.",
+                details,
+            )
+        if isinstance(exc, OSError) and exc.errno is not None:
+            return Failed(job_id, ErrorKind.DISK.value, f"A file could not be read or written: {exc.strerror}.", details)
+        log.error("job %s failed: %s", job_id, details)
+        return Failed(job_id, ErrorKind.INTERNAL.value, f"Generation failed: {text[:200] or type(exc).__name__}", details)
+
+
+# Re-exported for callers that only need the engine's public surface.
+__all__ = ["Engine", "EngineOptions", "PreviewOptions", "CancelToken", "Job", "Cancelled", "Finished"]

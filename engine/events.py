@@ -1,0 +1,96 @@
+"""Typed events the engine sends back, every one keyed by ``job_id`` (``None`` for engine-wide status).
+
+Events are immutable and are delivered on the engine's worker thread through the ``on_event`` callback given
+to :class:`engine.engine.Engine`; receivers that own a UI must hop to their own thread (the Qt bridge does it
+with queued signals). Image arrays are fresh, read-only ``uint8`` H×W×3 numpy arrays that no one else writes.
+
+A job emits, in order: ``Started``, then per image ``Progress``/``Preview`` (interleaved) and ``ImageReady``,
+and finally exactly one of ``Finished``, ``Failed`` or ``Cancelled``. A job cancelled while still queued emits
+only ``Cancelled``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Union
+
+import numpy as np
+
+from .request import GenerationRequest
+
+
+@dataclass(frozen=True)
+class StatusChanged:
+    """Engine-wide state for the status bar: warming up, loading a model, ready, and the device in use."""
+
+    message: str
+    busy: bool = False
+    device: str = ""
+    dtype: str = ""
+    job_id: None = None
+
+
+@dataclass(frozen=True)
+class Started:
+    job_id: int
+    request: GenerationRequest
+    model_name: str = ""
+
+
+@dataclass(frozen=True)
+class Progress:
+    job_id: int
+    step: int  # 1-based, the step just finished
+    total: int
+    image_index: int  # 0-based within the batch
+    image_count: int
+    its: float  # denoising steps per second, recent average
+    eta_s: float  # seconds left for the whole job
+
+
+@dataclass(frozen=True)
+class Preview:
+    job_id: int
+    image: np.ndarray = field(repr=False)  # read-only uint8 H×W×3
+    step: int
+    total: int
+    image_index: int
+    kind: Literal["x0", "xt"] = "x0"
+
+
+@dataclass(frozen=True)
+class ImageReady:
+    job_id: int
+    image: np.ndarray = field(repr=False)  # read-only uint8 H×W×3, from the full VAE
+    request: GenerationRequest  # remakes exactly this image: its own seed, batch of one
+    image_index: int
+    image_count: int
+    model_name: str = ""
+    model_hash: str = ""
+    device: str = ""
+    dtype: str = ""
+    seconds: float = 0.0
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Finished:
+    job_id: int
+    images: int
+
+
+@dataclass(frozen=True)
+class Failed:
+    job_id: int | None
+    kind: str  # see engine.errors.ErrorKind
+    message: str  # plain words, one or two sentences
+    details: str = ""  # technical details shown on demand
+
+
+@dataclass(frozen=True)
+class Cancelled:
+    job_id: int
+    images_done: int = 0
+
+
+Event = Union[StatusChanged, Started, Progress, Preview, ImageReady, Finished, Failed, Cancelled]

@@ -1,0 +1,51 @@
+"""Shared fixtures: portable mode per test, tiny random-weight models, and a check for leaked threads."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(autouse=True)
+def darkroom_home(tmp_path, monkeypatch) -> Path:
+    """Every test writes only under its own DARKROOM_HOME."""
+    home = tmp_path / "darkroom-home"
+    monkeypatch.setenv("DARKROOM_HOME", str(home))
+    return home
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_threads():
+    """Fail any test that leaves a thread running (engine workers, savers, thumbnail loaders)."""
+    before = set(threading.enumerate())
+    yield
+    deadline = time.monotonic() + 3.0
+    while True:
+        leaked = [t for t in threading.enumerate() if t not in before and t.is_alive() and not t.name.startswith(("pydevd", "Dummy-"))]
+        if not leaked or time.monotonic() > deadline:
+            break
+        time.sleep(0.02)
+    assert not leaked, f"threads left running: {[t.name for t in leaked]}"
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A tiny SD1.x-style diffusers folder (64×64 images), built once per test session."""
+    from tests.tiny_models import build_tiny_sd
+
+    return build_tiny_sd(tmp_path_factory.mktemp("models") / "tiny-sd")
+
+
+@pytest.fixture(scope="session")
+def tiny_sdxl_dir(tmp_path_factory) -> Path:
+    from tests.tiny_models import build_tiny_sdxl
+
+    return build_tiny_sdxl(tmp_path_factory.mktemp("models") / "tiny-sdxl")

@@ -1,0 +1,174 @@
+"""Tiny random-weight Stable Diffusion pipelines built from configs, saved the way real models are saved.
+
+They run on a CPU in well under a second and go through Darkroom's own loader, so tests exercise the real
+path without a network. Seeds are fixed so every build gives the same weights.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def _byte_symbols() -> list[str]:
+    """The 256 printable stand-ins for bytes that GPT-2/CLIP byte-level BPE uses."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return [chr(c) for c in cs]
+
+
+def _byte_vocab_tokenizer(folder: Path):
+    from transformers import CLIPTokenizer
+
+    folder.mkdir(parents=True, exist_ok=True)
+    symbols = _byte_symbols()
+    vocab_list = symbols + [s + "</w>" for s in symbols] + ["<|startoftext|>", "<|endoftext|>"]
+    (folder / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(vocab_list)}), encoding="utf-8")
+    (folder / "merges.txt").write_text("#version: 0.2\n", encoding="utf-8")
+    tok = CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=77)
+    return tok, len(vocab_list)
+
+
+def build_tiny_sd(folder: Path, *, sample_size: int = 8, seed: int = 0) -> Path:
+    """Save a tiny SD1.x-style pipeline folder (latents 4×sample_size², images 8× larger) and return it."""
+    import torch
+    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        sample_size=sample_size,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=32,
+        norm_num_groups=8,
+        attention_head_dim=8,
+    )
+    vae = AutoencoderKL(
+        block_out_channels=(16, 16, 16, 16),
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        latent_channels=4,
+        norm_num_groups=8,
+        layers_per_block=1,
+        sample_size=sample_size * 8,
+    )
+    scheduler = DDIMScheduler(
+        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False, set_alpha_to_one=False,
+        steps_offset=1,
+    )
+    tok_dir = folder / "_tok"
+    tokenizer, vocab_size = _byte_vocab_tokenizer(tok_dir)
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            bos_token_id=vocab_size - 2,
+            eos_token_id=vocab_size - 1,
+            pad_token_id=vocab_size - 1,
+            hidden_size=32,
+            intermediate_size=37,
+            layer_norm_eps=1e-05,
+            num_attention_heads=4,
+            num_hidden_layers=2,
+            vocab_size=vocab_size,
+            max_position_embeddings=77,
+        )
+    )
+    pipe = StableDiffusionPipeline(
+        unet=unet,
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    pipe.save_pretrained(folder, safe_serialization=True)
+    for p in tok_dir.iterdir():
+        p.unlink()
+    tok_dir.rmdir()
+    return folder
+
+
+def build_tiny_sdxl(folder: Path, *, sample_size: int = 8, seed: int = 0) -> Path:
+    """Save a tiny SDXL-style pipeline folder (two text encoders, added time embeddings)."""
+    import torch
+    from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        sample_size=sample_size,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        attention_head_dim=(2, 4),
+        use_linear_projection=True,
+        addition_embed_type="text_time",
+        addition_time_embed_dim=8,
+        transformer_layers_per_block=(1, 1),
+        projection_class_embeddings_input_dim=80,  # 6 * 8 + 32
+        cross_attention_dim=64,
+        norm_num_groups=8,
+    )
+    vae = AutoencoderKL(
+        block_out_channels=(16, 16, 16, 16),
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        latent_channels=4,
+        norm_num_groups=8,
+        layers_per_block=1,
+        sample_size=sample_size * 8,
+    )
+    scheduler = EulerDiscreteScheduler(
+        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", steps_offset=1, timestep_spacing="leading"
+    )
+    tok_dir = folder / "_tok"
+    tokenizer, vocab_size = _byte_vocab_tokenizer(tok_dir)
+    cfg = dict(
+        bos_token_id=vocab_size - 2,
+        eos_token_id=vocab_size - 1,
+        pad_token_id=vocab_size - 1,
+        hidden_size=32,
+        intermediate_size=37,
+        layer_norm_eps=1e-05,
+        num_attention_heads=4,
+        num_hidden_layers=2,
+        vocab_size=vocab_size,
+        max_position_embeddings=77,
+        hidden_act="gelu",
+        projection_dim=32,
+    )
+    text_encoder = CLIPTextModel(CLIPTextConfig(**cfg))
+    text_encoder_2 = CLIPTextModelWithProjection(CLIPTextConfig(**cfg))
+    pipe = StableDiffusionXLPipeline(
+        unet=unet,
+        vae=vae,
+        text_encoder=text_encoder,
+        text_encoder_2=text_encoder_2,
+        tokenizer=tokenizer,
+        tokenizer_2=tokenizer,
+        scheduler=scheduler,
+    )
+    pipe.save_pretrained(folder, safe_serialization=True)
+    for p in tok_dir.iterdir():
+        p.unlink()
+    tok_dir.rmdir()
+    return folder
