@@ -129,7 +129,7 @@ def run_generation(request, args) -> int:
     from .events import Cancelled, Failed, Finished, ImageReady, Progress, Started
     from .gallery import Gallery
 
-    gallery = Gallery(root=args.out) if args.out else Gallery()
+    gallery = None if args.out else Gallery()
     done = threading.Event()
     outcome: dict = {"code": EXIT_OK, "saved": []}
     bar = None
@@ -146,9 +146,9 @@ def run_generation(request, args) -> int:
             bar.refresh()
         elif isinstance(event, ImageReady):
             try:
-                saved = gallery.save(event)
-                outcome["saved"].append(saved.path)
-                print(saved.path, flush=True)
+                path = gallery.save(event).path if gallery else save_to_folder(event, args.out)
+                outcome["saved"].append(path)
+                print(path, flush=True)
             except DarkroomError as exc:
                 outcome["code"], outcome["error"] = EXIT_FAILED, exc.message
                 engine.cancel(event.job_id)
@@ -172,6 +172,8 @@ def run_generation(request, args) -> int:
         outcome.setdefault("error", "Cancelled.")
     finally:
         engine.shutdown()
+        if gallery is not None:
+            gallery.close()
         if bar is not None:
             bar.close()
     if outcome["code"] != EXIT_OK:
@@ -179,6 +181,21 @@ def run_generation(request, args) -> int:
             print(outcome["details"], file=sys.stderr)
         raise CliError(outcome.get("error", "Generation did not finish."), outcome["code"])
     return EXIT_OK
+
+
+def save_to_folder(ready, folder: Path) -> Path:
+    """Write one image, with the gallery's metadata, into a folder of the user's choosing (not indexed)."""
+    from datetime import datetime
+
+    from .gallery import Gallery, store
+
+    now = datetime.now().astimezone()
+    data = Gallery.encode(ready, now)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        return store.write_new_file(folder, lambda: store.image_file_name(now, ready.request.seed), data)
+    except OSError as exc:
+        raise store.disk_error(exc, folder) from None
 
 
 def cmd_models_list(args) -> int:
