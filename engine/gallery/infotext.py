@@ -1,0 +1,278 @@
+"""AUTOMATIC1111's "infotext": the ``parameters`` PNG text chunk that most Stable Diffusion tools read and write.
+
+The format, as A1111 writes it::
+
+    <prompt, may span lines>
+    Negative prompt: <negative, may span lines>      (left out when empty)
+    Steps: 20, Sampler: DPM++ 2M, Schedule type: Karras, CFG scale: 7, Seed: 965400086, Size: 512x512, ...
+
+The last line is ``key: value`` pairs joined by ``", "``; a value holding ``,``, ``:`` or a newline is written as
+a JSON string. A reader treats the last line as parameters only when it holds at least three pairs.
+
+:func:`format_infotext` writes it for a :class:`~engine.request.GenerationRequest`; :func:`parse_infotext`
+reads anyone's. The parser is a linear scan (no backtracking regular expressions), so hostile text cannot make
+it hang; it never raises for any ``str``.
+
+Sampler names: Darkroom's names are A1111's older combined names ("DPM++ 2M Karras"). A1111 1.9 and later split
+them into ``Sampler`` and ``Schedule type``; :func:`to_a1111_sampler` and :func:`from_a1111_sampler` map between
+the two. In A1111 1.9+, "Automatic" means the sampler's own default schedule, which for "DPM++ 2M" is Karras, so
+Darkroom writes plain "DPM++ 2M" with the explicit schedule "Uniform".
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+from ..request import SCHEDULERS, GenerationRequest
+
+#: Longest infotext read; longer text is cut (with a warning) before parsing.
+MAX_INFOTEXT_CHARS = 256 * 1024
+#: Longest single parameter value kept.
+MAX_VALUE_CHARS = 8192
+
+# Darkroom sampler -> (A1111 "Sampler", A1111 "Schedule type")
+_TO_A1111: dict[str, tuple[str, str]] = {
+    "Euler": ("Euler", "Automatic"),
+    "Euler a": ("Euler a", "Automatic"),
+    "Heun": ("Heun", "Automatic"),
+    "DPM++ 2M": ("DPM++ 2M", "Uniform"),
+    "DPM++ 2M Karras": ("DPM++ 2M", "Karras"),
+    "DPM++ 2M SDE Karras": ("DPM++ 2M SDE", "Karras"),
+    "DDIM": ("DDIM", "Automatic"),
+    "DDPM": ("DDPM", "Automatic"),
+    "UniPC": ("UniPC", "Automatic"),
+    "LCM": ("LCM", "Automatic"),
+}
+assert set(_TO_A1111) == set(SCHEDULERS), "every Darkroom sampler needs an A1111 name"
+
+# Schedules that leave a sampler as it is ("Automatic" is handled per sampler below).
+_PLAIN_SCHEDULES = {"", "automatic", "uniform", "normal", "simple", "sgm uniform", "ddim", "ddim_uniform"}
+
+# Other tools' sampler names Darkroom can stand in for, lower-case -> (Darkroom base, exact?)
+_SAMPLER_ALIASES: dict[str, str] = {
+    "euler": "Euler",
+    "k_euler": "Euler",
+    "euler a": "Euler a",
+    "k_euler_a": "Euler a",
+    "k_euler_ancestral": "Euler a",
+    "euler ancestral": "Euler a",
+    "heun": "Heun",
+    "k_heun": "Heun",
+    "dpm++ 2m": "DPM++ 2M",
+    "k_dpmpp_2m": "DPM++ 2M",
+    "dpm++ 2m karras": "DPM++ 2M Karras",
+    "k_dpmpp_2m_ka": "DPM++ 2M Karras",
+    "dpm++ 2m sde": "DPM++ 2M SDE",
+    "dpm++ 2m sde karras": "DPM++ 2M SDE Karras",
+    "ddim": "DDIM",
+    "ddpm": "DDPM",
+    "unipc": "UniPC",
+    "lcm": "LCM",
+}
+
+
+def to_a1111_sampler(scheduler: str) -> tuple[str, str]:
+    """Darkroom's sampler name as A1111's (``Sampler``, ``Schedule type``) pair."""
+    return _TO_A1111.get(scheduler, (scheduler, "Automatic"))
+
+
+def from_a1111_sampler(sampler: str, schedule: str | None) -> tuple[str | None, str | None]:
+    """A1111's ``Sampler`` and ``Schedule type`` as a Darkroom sampler name.
+
+    Returns ``(name, warning)``: ``name`` is None when Darkroom has nothing close; ``warning`` says in plain
+    words when the result is only the nearest Darkroom has. ``schedule`` None means the field was absent
+    (A1111 before 1.9, where the schedule was part of the sampler name).
+    """
+    if not isinstance(sampler, str) or not sampler.strip():
+        return None, None
+    raw = sampler.strip()
+    sched = (schedule or "").strip()
+    sched_l = sched.lower()
+    base = _SAMPLER_ALIASES.get(raw.lower())
+    if base is None:
+        return None, f"Sampler {raw[:60]!r} is not available in Darkroom; the current sampler is kept."
+    if base in ("DPM++ 2M Karras", "DPM++ 2M SDE Karras"):
+        # Old combined names: the schedule is in the name.
+        if sched_l in ("", "automatic", "karras"):
+            return base, None
+        return base, f"Schedule type {sched[:40]!r} is not available for {raw[:40]}; using {base}."
+    if base == "DPM++ 2M":
+        if sched_l == "karras" or (schedule is not None and sched_l == "automatic"):
+            # A1111 1.9+ runs "DPM++ 2M" with "Automatic" as Karras.
+            return "DPM++ 2M Karras", None
+        if sched_l in _PLAIN_SCHEDULES:
+            return "DPM++ 2M", None
+        return "DPM++ 2M", f"Schedule type {sched[:40]!r} is not available; using DPM++ 2M."
+    if base == "DPM++ 2M SDE":
+        if sched_l != "karras":
+            return "DPM++ 2M SDE Karras", (
+                f"DPM++ 2M SDE with schedule {sched[:40] or 'Automatic'!r} is not available; using DPM++ 2M SDE Karras."
+            )
+        return "DPM++ 2M SDE Karras", None
+    if sched_l in _PLAIN_SCHEDULES:
+        return base, None
+    return base, f"Schedule type {sched[:40]!r} is not available for {base}; using {base} with its own schedule."
+
+
+def format_number(value: float | int) -> str:
+    """A number as A1111 would show it, without a pointless ``.0`` (7.0 -> "7"), and without losing digits."""
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else repr(value)
+    return str(value)
+
+
+def quote(value: object) -> str:
+    """A1111's quoting: JSON-encode values holding ``,``, ``:`` or a newline."""
+    text = str(value)
+    if "," not in text and ":" not in text and "\n" not in text and "\r" not in text and not text.startswith('"'):
+        return text
+    return json.dumps(text, ensure_ascii=False)
+
+
+def format_params_line(params: dict[str, object]) -> str:
+    return ", ".join(f"{k}: {quote(v)}" for k, v in params.items() if v is not None and v != "")
+
+
+def _model_label(model: str) -> str:
+    """A model given as a path is named by its file or folder name: image metadata never carries the user's paths."""
+    model = model.strip().replace("\\", "/").rstrip("/")
+    name = model.rsplit("/", 1)[-1]
+    for suffix in (".safetensors", ".ckpt"):
+        if name.lower().endswith(suffix):
+            name = name[: -len(suffix)]
+    return name
+
+
+def format_infotext(
+    request: GenerationRequest,
+    model_name: str = "",
+    model_hash: str = "",
+    version: str = "",
+) -> str:
+    """The ``parameters`` text for ``request`` (one image of it: its own seed)."""
+    sampler, schedule = to_a1111_sampler(request.scheduler)
+    params: dict[str, object] = {
+        "Steps": request.steps,
+        "Sampler": sampler,
+        "Schedule type": schedule,
+        "CFG scale": format_number(request.cfg),
+        "Seed": request.seed,
+        "Size": f"{request.width}x{request.height}",
+        "Model hash": model_hash or None,
+        "Model": model_name or _model_label(request.model) or None,
+        "Version": version or None,
+    }
+    text = request.prompt
+    if request.negative_prompt:
+        text += f"\nNegative prompt: {request.negative_prompt}"
+    return f"{text}\n{format_params_line(params)}"
+
+
+@dataclass(frozen=True)
+class Infotext:
+    """What an infotext says, as text: ``params`` maps A1111's keys (``"Steps"``, ``"Size"``…) to raw values."""
+
+    prompt: str
+    negative_prompt: str
+    params: dict[str, str] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
+
+
+def _is_key_char(ch: str) -> bool:
+    return ch.isalnum() or ch in "_ -/"
+
+
+def _scan_quoted(line: str, start: int) -> int:
+    """Index just past the closing quote of the JSON-style string opening at ``start``, or -1."""
+    i = start + 1
+    n = len(line)
+    while i < n:
+        ch = line[i]
+        if ch == "\\":
+            i += 2
+            continue
+        if ch == '"':
+            return i + 1 if i > start + 1 else -1  # A1111 needs at least one character inside quotes
+        i += 1
+    return -1
+
+
+def parse_params_line(line: str) -> list[tuple[str, str]]:
+    """The ``key: value`` pairs of a parameters line, in order. Linear time; never raises."""
+    pairs: list[tuple[str, str]] = []
+    i, n = 0, len(line)
+    while i < n:
+        while i < n and line[i].isspace():
+            i += 1
+        if i >= n:
+            break
+        # key: a word character, then word characters, spaces, '-' or '/', then ':'
+        j = i
+        if line[j].isalnum() or line[j] == "_":
+            j += 1
+            while j < n and _is_key_char(line[j]):
+                j += 1
+        if j - i < 2 or j >= n or line[j] != ":":
+            # Not a pair: skip to the next comma.
+            comma = line.find(",", i)
+            if comma < 0:
+                break
+            i = comma + 1
+            continue
+        key = line[i:j].strip()
+        k = j + 1
+        while k < n and line[k].isspace():
+            k += 1
+        value = None
+        if k < n and line[k] == '"':
+            end = _scan_quoted(line, k)
+            if end > 0:
+                rest = end
+                if rest >= n or line[rest] == ",":
+                    raw = line[k:end]
+                    try:
+                        decoded = json.loads(raw)
+                        value = decoded if isinstance(decoded, str) else raw
+                    except (ValueError, RecursionError):
+                        value = raw
+                    i = rest + 1
+        if value is None:
+            comma = line.find(",", k)
+            end = n if comma < 0 else comma
+            value = line[k:end]
+            i = end + 1
+        pairs.append((key, value[:MAX_VALUE_CHARS]))
+    return pairs
+
+
+def parse_infotext(text: str) -> Infotext:
+    """Read A1111-style infotext. Never raises for a ``str``; anything odd becomes a warning."""
+    warnings: list[str] = []
+    if not isinstance(text, str):
+        return Infotext("", "", {}, ("The parameters are not text.",))
+    if len(text) > MAX_INFOTEXT_CHARS:
+        text = text[:MAX_INFOTEXT_CHARS]
+        warnings.append("The parameters text is very long; only its beginning was read.")
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    *lines, last = text.strip().split("\n")
+    pairs = parse_params_line(last)
+    if len(pairs) < 3:
+        lines.append(last)
+        pairs = []
+    prompt_lines: list[str] = []
+    negative_lines: list[str] = []
+    in_negative = False
+    for line in lines:
+        line = line.strip()
+        if not in_negative and line.startswith("Negative prompt:"):
+            in_negative = True
+            line = line[len("Negative prompt:"):].strip()
+        (negative_lines if in_negative else prompt_lines).append(line)
+    params: dict[str, str] = {}
+    for key, value in pairs:
+        if len(params) >= 200:
+            warnings.append("The parameters hold too many entries; the rest were ignored.")
+            break
+        params.setdefault(key, value)
+    return Infotext("\n".join(prompt_lines), "\n".join(negative_lines), params, tuple(warnings))
