@@ -144,6 +144,11 @@ class Engine:
 
     # -- worker thread ----------------------------------------------------------------------------------------
     def _emit(self, event: Event) -> None:
+        if isinstance(event, (Finished, Failed, Cancelled)) and event.job_id is not None:
+            with self._lock:  # a job has left pending() by the time anyone hears that it ended
+                job = self._jobs.pop(event.job_id, None)
+                if job is not None:
+                    job.state = "done"
         try:
             self._on_event(event)
         except Exception:  # a broken receiver must not kill the engine

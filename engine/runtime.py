@@ -1,7 +1,8 @@
-"""Worker-side state of the engine: the device, the loaded model (one at a time) and running one job.
+"""Worker-side state of the engine: the device, the loaded model (one at a time) with its GPU fast path
+(engine/fastpath.py; CUDA only, ``EngineOptions.fast_path``), and running one job.
 
 Everything here runs on the engine's worker thread; nothing is shared with other threads except through the
-events it emits and the job's cancel token.
+events it emits and the job's cancel token (and the fast path's compile thread, which only reads the U-Net).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Callable
 
 from .devices import choose_device
 from .events import Cancelled, Event, Finished, ImageReady, Preview, Progress, Started, StatusChanged
+from .fastpath import FastPath, HostPreviews, shape_key, unet_input_shape
 from .loader import LoadedModel, load_model
 from .models import resolve
 from .sampling import Interrupted, StepState, decode, denoise, encode
@@ -28,6 +30,7 @@ class Runtime:
         self._emit = emit
         self.device = choose_device(options.device)
         self._model: LoadedModel | None = None
+        self._fast: FastPath | None = None  # the GPU fast path of the loaded model (None: standard path)
         if self.device.device == "cpu":
             log.info("running on the CPU with %d threads", torch.get_num_threads())
 
@@ -49,6 +52,7 @@ class Runtime:
         started = time.perf_counter()
         try:
             self._model = load_model(entry, self.device)
+            self._fast = FastPath.for_model(self._model, self._options)
         finally:
             message = f"{entry.name} loaded" if self._model else "Ready"
             self._emit(StatusChanged(message, device=self.device_name, dtype=self.dtype_name))
@@ -56,6 +60,9 @@ class Runtime:
         return self._model
 
     def _release(self) -> None:
+        if self._fast is not None:
+            self._fast.close()
+            self._fast = None
         if self._model is not None:
             self._model = None
             gc.collect()
@@ -69,9 +76,7 @@ class Runtime:
         model = self.model_for(request.model)
         self._emit(Started(job.job_id, request, model.name))
         count = request.batch_count
-        per_step: list[float] = []  # recent step durations, for it/s and ETA
-        last_preview = [float("-inf")]  # the first step of a job always shows
-        step_started = [time.perf_counter()]
+        clock = _JobClock()
         index = 0
 
         try:
@@ -79,27 +84,25 @@ class Runtime:
             for index in range(count):
                 image_request = request.image_request(index)
                 image_started = time.perf_counter()
-                step_started[0] = image_started
+                clock.step_started = image_started
+                fast = self._fast if self._fast is not None and self._fast.active else None
+                try:
+                    latents = self._latents(job, model, image_request, cond, index, fast, clock, preview_options)
+                except Interrupted:
+                    raise
+                except Exception as exc:
+                    if fast is None:
+                        raise
+                    fast.fail(exc)  # logged; the standard path remakes the image and takes over for this model
+                    if type(exc).__name__ == "OutOfMemoryError":
+                        import torch
 
-                def on_step(state: StepState, index=index) -> None:
-                    now = time.perf_counter()
-                    per_step.append(now - step_started[0])
-                    del per_step[:-10]
-                    step_started[0] = now
-                    avg = sum(per_step) / len(per_step)
-                    left = (state.total - state.step) + (count - index - 1) * state.total
-                    self._emit(Progress(job.job_id, state.step, state.total, index, count, 1.0 / avg if avg else 0.0, left * avg))
-                    options = preview_options()
-                    if options.mode != "off" and now - last_preview[0] >= options.interval_s:
-                        last_preview[0] = now
-                        source = state.x0 if options.mode == "x0" else state.xt_view
-                        rgb = model.preview.to_rgb(source)
-                        self._emit(Preview(job.job_id, rgb, state.step, state.total, index, options.mode))
-
-                latents = denoise(model, image_request, cond, image_request.seed, on_step, lambda: job.token.cancelled)
+                        torch.cuda.empty_cache()
+                    clock.step_started = time.perf_counter()
+                    latents = self._latents(job, model, image_request, cond, index, None, clock, preview_options)
                 if job.token.cancelled:
                     raise Interrupted()
-                image, notes = decode(model, latents)
+                image, notes = decode(model, latents, half_first=fast is not None and fast.active)
                 self._emit(
                     ImageReady(
                         job.job_id,
@@ -126,5 +129,56 @@ class Runtime:
             raise
         self._emit(Finished(job.job_id, count))
 
+    def _latents(self, job, model: LoadedModel, request, cond, index: int, fast: FastPath | None, clock: "_JobClock",
+                 preview_options: Callable[[], object]):
+        """Denoise image ``index`` of a job, sending its Progress and Preview events. ``fast``: the GPU fast path
+        (compiled U-Net when ready, no host waits but the previous step's, previews copied on a side stream)."""
+        count = job.request.batch_count
+        previews = fast.previews(model.preview) if fast else HostPreviews(model.preview)
+        previews.start_image()
+
+        def show(ready) -> None:
+            for rgb, step, total, kind in ready:
+                self._emit(Preview(job.job_id, rgb, step, total, index, kind))
+
+        def on_step(state: StepState) -> None:
+            now = time.perf_counter()
+            per_step = clock.per_step
+            per_step.append(now - clock.step_started)
+            del per_step[:-10]
+            clock.step_started = now
+            avg = sum(per_step) / len(per_step)
+            left = (state.total - state.step) + (count - index - 1) * state.total
+            self._emit(Progress(job.job_id, state.step, state.total, index, count, 1.0 / avg if avg else 0.0, left * avg))
+            options = preview_options()
+            source = None
+            if options.mode != "off" and now - clock.last_preview >= options.interval_s:
+                clock.last_preview = now
+                source = state.x0 if options.mode == "x0" else state.xt_view
+            show(previews.step(source, state.step, state.total, options.mode))
+
+        stop = lambda: job.token.cancelled  # noqa: E731
+        try:
+            if fast is None:
+                latents = denoise(model, request, cond, request.seed, on_step, stop)
+            else:
+                key = shape_key(fast.identity, unet_input_shape(model, request, cond), cond)
+                unet = fast.forward_for(key, cond)
+                latents = denoise(model, request, cond, request.seed, on_step, stop, unet=unet, fast=True)
+        except BaseException:
+            previews.discard()
+            raise
+        show(previews.flush())
+        return latents
+
     def close(self) -> None:
         self._release()
+
+
+class _JobClock:
+    """Per job: recent step durations (for it/s and ETA) and when the last preview was sent (throttling)."""
+
+    def __init__(self) -> None:
+        self.per_step: list[float] = []
+        self.step_started = time.perf_counter()
+        self.last_preview = float("-inf")  # the first step of a job always shows

@@ -9,6 +9,7 @@ request on the same device and dtype gives the same pixels.
 from __future__ import annotations
 
 import inspect
+import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -17,6 +18,11 @@ import numpy as np
 from .loader import LoadedModel
 from .request import GenerationRequest
 from .schedulers import SPECS, make_scheduler
+
+
+#: Samplers whose step draws no noise (Euler's draw is unused without churn): on the fast path they get no CPU
+#: generator, whose draw would be a blocking copy to the GPU at every step. Same pixels either way.
+NOISE_FREE_SAMPLERS = frozenset({"Euler", "Heun", "DPM++ 2M", "DPM++ 2M Karras", "DDIM", "UniPC"})
 
 
 class Interrupted(Exception):
@@ -85,10 +91,13 @@ def denoise(
     on_step: Callable[[StepState], None],
     should_stop: Callable[[], bool],
     unet: Callable[..., Any] | None = None,
+    fast: bool = False,
 ):
     """Run the reverse chain for one image and return the final latents (scaled, in x0 space).
 
     ``unet`` replaces ``pipe.unet`` for the forward pass (the GPU fast path passes a compiled one).
+    ``fast`` (the GPU fast path) keeps the scheduler's timesteps and sigmas on the CPU and feeds the U-Net
+    timesteps uploaded once, as float32, so queuing a step never waits for the GPU.
     """
     import torch
 
@@ -96,17 +105,20 @@ def denoise(
     device = model.device.device
     spec = SPECS[request.scheduler]
     scheduler = make_scheduler(request.scheduler, pipe.scheduler.config)
-    scheduler.set_timesteps(request.steps, device=device)
+    scheduler.set_timesteps(request.steps, device="cpu" if fast else device)
     prediction = scheduler.config.get("prediction_type", "epsilon")
     generator = torch.Generator("cpu").manual_seed(seed)
     latents = initial_noise(model, seed, request.height, request.width) * scheduler.init_noise_sigma
     step_kwargs = {"generator": generator} if "generator" in inspect.signature(scheduler.step).parameters else {}
+    if fast and request.scheduler in NOISE_FREE_SAMPLERS:
+        step_kwargs = {}
     forward = unet or pipe.unet
-    alphas = scheduler.alphas_cumprod.to(device=device, dtype=torch.float32)
+    alphas = scheduler.alphas_cumprod.to(device="cpu" if fast else device, dtype=torch.float32)
     timesteps = scheduler.timesteps
     done = 0
 
     with torch.inference_mode():
+        unet_t = [t.clone() for t in timesteps.to(device=device, dtype=torch.float32)] if fast else None
         for i, t in enumerate(timesteps):
             if should_stop():
                 raise Interrupted()
@@ -114,7 +126,7 @@ def denoise(
             model_in = scheduler.scale_model_input(model_in, t)
             out = forward(
                 model_in,
-                t,
+                unet_t[i] if fast else t,
                 encoder_hidden_states=cond.embeds,
                 added_cond_kwargs=cond.added,
                 return_dict=False,
@@ -127,7 +139,10 @@ def denoise(
             x = latents.float()
             o = out.float()
             if spec.sigma_space:
-                sigma = scheduler.sigmas[scheduler.step_index].to(device=device, dtype=torch.float32)
+                if fast:  # a host number: no copy to the GPU
+                    sigma = float(scheduler.sigmas[scheduler.step_index])
+                else:
+                    sigma = scheduler.sigmas[scheduler.step_index].to(device=device, dtype=torch.float32)
                 if prediction == "v_prediction":
                     x0 = x / (sigma**2 + 1) - o * sigma / (sigma**2 + 1) ** 0.5
                 else:
@@ -135,10 +150,14 @@ def denoise(
                 xt_view = x / (sigma**2 + 1) ** 0.5
             else:
                 a = alphas[int(t)]
-                if prediction == "v_prediction":
-                    x0 = a.sqrt() * x - (1 - a).sqrt() * o
+                if fast:
+                    root_a, root_1a = math.sqrt(float(a)), math.sqrt(1.0 - float(a))
                 else:
-                    x0 = (x - (1 - a).sqrt() * o) / a.sqrt()
+                    root_a, root_1a = a.sqrt(), (1 - a).sqrt()
+                if prediction == "v_prediction":
+                    x0 = root_a * x - root_1a * o
+                else:
+                    x0 = (x - root_1a * o) / root_a
                 xt_view = x
 
             latents = scheduler.step(out, t, latents, return_dict=False, **step_kwargs)[0]
@@ -150,9 +169,11 @@ def denoise(
     return latents
 
 
-def decode(model: LoadedModel, latents) -> tuple[np.ndarray, tuple[str, ...]]:
+def decode(model: LoadedModel, latents, half_first: bool = False) -> tuple[np.ndarray, tuple[str, ...]]:
     """Full VAE decode to a read-only uint8 H×W×3 image. Redoes the decode in float32 when half precision
-    overflows (NaN → a black square), and keeps the VAE in float32 from then on."""
+    overflows (NaN → a black square), and keeps the VAE in float32 from then on. ``half_first`` (the GPU fast
+    path) tries half precision even for a VAE whose config asks for an upcast, as diffusers' SD pipeline does,
+    and relies on that overflow check."""
     import torch
 
     vae = model.pipe.vae
@@ -162,7 +183,7 @@ def decode(model: LoadedModel, latents) -> tuple[np.ndarray, tuple[str, ...]]:
     if shift:
         scaled = scaled + shift
     with torch.inference_mode():
-        if vae.dtype == torch.float16 and getattr(vae.config, "force_upcast", False):
+        if vae.dtype == torch.float16 and getattr(vae.config, "force_upcast", False) and not half_first:
             vae.to(torch.float32)
         image = vae.decode(scaled.to(vae.dtype), return_dict=False)[0]
         if not torch.isfinite(image).all() and vae.dtype != torch.float32:

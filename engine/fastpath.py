@@ -1,0 +1,693 @@
+"""The GPU fast path: a compiled, CUDA-graphed U-Net per image shape, and previews that never stall the loop.
+
+What it does, per loaded model (one :class:`FastPath`, owned by the runtime on the engine's worker thread):
+
+- **channels_last + SDPA.** The U-Net's weights are switched to channels_last once, when the model loads, and
+  attention runs through PyTorch's scaled-dot-product attention (diffusers' default; a classic processor is
+  replaced).
+- **Compile in the background, never in the way.** The first generation of a shape (model, latent size, CFG
+  batch, dtype, text length) runs eagerly while a daemon thread runs ``torch.compile`` (static shapes,
+  ``dynamic=False``) on an example input of that shape. The worker thread never compiles: compiled code is only
+  called under ``set_stance("fail_on_recompile")``, so a guard miss raises instead of blocking for a minute.
+- **CUDA graphs, captured by us.** When a shape's compile is done, the next generation captures one CUDA graph
+  of the compiled U-Net on the worker thread (static input buffers, one memory pool shared by all shapes of the
+  model) and replays it every step. We capture ourselves instead of using ``mode="reduce-overhead"`` because
+  inductor's CUDA-graph trees bind a graph to the thread that first ran it (here the compile thread) and keep
+  thread-local state; an explicit graph has a lifetime and a thread we control.
+- **Cache on disk.** Inductor's FX-graph, AOT-autograd and Triton caches live under
+  ``engine.paths.cache_dir()/"inductor"`` (``DARKROOM_COMPILE_CACHE`` overrides it), so a relaunch recompiles
+  from cache in seconds. A small manifest there remembers shapes whose compile failed, so a broken shape is not
+  retried on every launch (until torch, the GPU or the model changes).
+- **Fail safe.** Any exception while compiling, capturing or replaying marks that shape broken, logs a warning
+  and runs it eagerly from then on; the image being made continues with the eager U-Net. A failure elsewhere in
+  the fast loop disables the fast path for the model and the runtime remakes the image on the standard path.
+- **Skip when it would not pay.** Only CUDA compiles (CPU and Apple GPUs run the standard path); a model gets at
+  most :data:`MAX_SHAPES` compiled shapes per session (each costs a compile and graph memory), and a shape that
+  failed before is not compiled again.
+
+Previews on the fast path (:class:`DevicePreviews`): latent → RGB on the GPU, then a non-blocking copy into
+pinned memory on a side stream, handed to the UI one step later (the first preview of an image as soon as it is
+ready). Waiting for the previous step's copy is the loop's only host synchronisation, and it keeps progress,
+ETA and cancel true to what the GPU has finished while the next step is already queued.
+
+Nothing here runs on CPU-only machines in normal use; every policy (settings, keys, fallback, the compile
+thread) is written so tests can drive it on a CPU by injecting the compile function.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import threading
+import time
+import weakref
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from . import paths
+
+log = logging.getLogger(__name__)
+
+#: Devices whose U-Net gets compiled. Tests widen it to run the policy on a CPU.
+COMPILE_DEVICES: tuple[str, ...] = ("cuda",)
+#: Compiled shapes per loaded model and session; later shapes run eagerly.
+MAX_SHAPES = 4
+#: Inductor options for the U-Net (1×1 convolutions as matrix multiplies, as diffusers' compile guide does).
+INDUCTOR_OPTIONS: dict[str, Any] = {"conv_1x1_as_mm": True}
+MANIFEST_NAME = "darkroom-fastpath.json"
+CACHE_ENV = "DARKROOM_COMPILE_CACHE"
+
+_INSTANCES: "weakref.WeakSet[FastPath]" = weakref.WeakSet()
+_cache_lock = threading.Lock()
+_cache_root: Path | None = None
+
+
+# ------------------------------------------------------------------------------------------------ disk cache
+def compile_cache_dir() -> Path:
+    """Where compiled artefacts are kept between launches."""
+    override = os.environ.get(CACHE_ENV, "").strip()
+    return Path(override).expanduser() if override else paths.cache_dir() / "inductor"
+
+
+def configure_compile_cache(root: Path | None = None) -> Path:
+    """Point inductor's on-disk caches (FX graphs, AOT autograd, Triton kernels) at ``root``. Process-wide and
+    idempotent: the first call wins, because inductor reads the folder once it starts compiling. A folder the
+    user chose with ``TORCHINDUCTOR_CACHE_DIR`` is respected."""
+    global _cache_root
+    with _cache_lock:
+        if _cache_root is not None:
+            return _cache_root
+        root = Path(root or compile_cache_dir())
+        root.mkdir(parents=True, exist_ok=True)
+        from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+        current = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+        if current is None or os.path.abspath(current) == os.path.abspath(default_cache_dir()):
+            os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(root)
+        else:
+            root = Path(current)
+        import torch._functorch.config as functorch_config
+        import torch._inductor.config as inductor_config
+
+        inductor_config.fx_graph_cache = True
+        inductor_config.autotune_local_cache = True
+        functorch_config.enable_autograd_cache = True
+        _cache_root = root
+        log.info("compiled U-Nets are cached in %s", root)
+        return root
+
+
+class Manifest:
+    """Remembers, across launches, how each shape's compile went (``ok`` with its time, or ``failed``)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._lock = threading.Lock()
+
+    def _read(self) -> dict:
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+            return data if isinstance(data, dict) and isinstance(data.get("entries"), dict) else {"entries": {}}
+        except (OSError, ValueError):
+            return {"entries": {}}
+
+    def get(self, key: str) -> dict | None:
+        with self._lock:
+            entry = self._read()["entries"].get(key)
+        return entry if isinstance(entry, dict) else None
+
+    def put(self, key: str, **values: Any) -> None:
+        with self._lock:
+            data = self._read()
+            data["version"] = 1
+            data["entries"][key] = {**values, "when": time.strftime("%Y-%m-%dT%H:%M:%S")}
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = self.path.with_suffix(".tmp")
+                tmp.write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")
+                os.replace(tmp, self.path)
+            except OSError:
+                log.warning("could not write %s", self.path)
+
+
+# ------------------------------------------------------------------------------------------------ keys
+@dataclass(frozen=True)
+class ShapeKey:
+    """Everything a compiled, graphed U-Net is specialised on. A new key means a new compile (or eager)."""
+
+    model: str  # model identity: path, weights hash and U-Net config
+    latent: tuple[int, ...]  # U-Net input: (CFG batch, channels, h, w)
+    dtype: str
+    text: tuple[int, ...]  # prompt embeddings shape
+    added: tuple[tuple[str, tuple[int, ...]], ...] = ()  # SDXL: text_embeds, time_ids shapes
+
+    @property
+    def label(self) -> str:
+        b, _, h, w = self.latent
+        return f"{w}x{h} latents, batch {b}, {self.dtype}"
+
+    def digest(self, env: str = "") -> str:
+        text = json.dumps([env, self.model, self.latent, self.dtype, self.text, self.added])
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()[:20]
+
+
+def model_identity(model) -> str:
+    """A loaded model's identity for compiled artefacts: its path, weights hash and U-Net configuration."""
+    config = json.dumps(dict(model.pipe.unet.config), sort_keys=True, default=str)
+    conf_hash = hashlib.sha256(config.encode("utf-8")).hexdigest()[:12]
+    return f"{Path(model.entry.path).resolve()}|{model.model_hash}|{conf_hash}"
+
+
+def shape_key(identity: str, sample_shape, cond) -> ShapeKey:
+    """The key of one denoising loop: the U-Net input shape (CFG batch included) and the conditioning."""
+    added = tuple(sorted((k, tuple(v.shape)) for k, v in (cond.added or {}).items()))
+    return ShapeKey(identity, tuple(int(s) for s in sample_shape), str(cond.embeds.dtype).replace("torch.", ""),
+                    tuple(cond.embeds.shape), added)
+
+
+def unet_input_shape(model, request, cond) -> tuple[int, int, int, int]:
+    pipe = model.pipe
+    scale = pipe.vae_scale_factor
+    batch = 2 if cond.cfg else 1
+    return (batch, pipe.unet.config.in_channels, request.height // scale, request.width // scale)
+
+
+def environment() -> str:
+    """What compiled artefacts depend on besides the model: torch and the GPU."""
+    import torch
+
+    parts = [f"torch {torch.__version__}"]
+    if torch.cuda.is_available():
+        parts.append(f"cuda {torch.version.cuda} {torch.cuda.get_device_name(0)}")
+    return ", ".join(parts)
+
+
+def example_inputs(key: ShapeKey, cond, device: str):
+    """Zero-filled U-Net inputs of ``key``'s shapes, made like the loop makes its own (call inside
+    ``torch.inference_mode()``: Dynamo guards on it). The timestep is a 0-d float32 tensor on the device."""
+    import torch
+
+    dtype = getattr(torch, key.dtype)
+    sample = torch.zeros(key.latent, dtype=dtype, device=device)
+    t = torch.zeros((), dtype=torch.float32, device=device)
+    kwargs = {
+        "encoder_hidden_states": torch.zeros_like(cond.embeds),
+        "added_cond_kwargs": {k: torch.zeros_like(v) for k, v in cond.added.items()} if cond.added else None,
+        "return_dict": False,
+    }
+    return (sample, t), kwargs
+
+
+def default_compile(unet):
+    """``torch.compile`` of the U-Net with static shapes. CUDA graphs are captured by :class:`GraphedUNet`."""
+    import torch
+
+    return torch.compile(unet, fullgraph=False, dynamic=False, options=dict(INDUCTOR_OPTIONS))
+
+
+def _is_oom(exc: BaseException) -> bool:
+    return type(exc).__name__ == "OutOfMemoryError" or "out of memory" in str(exc).lower()
+
+
+# ------------------------------------------------------------------------------------------------ forwards
+class _Guarded:
+    """Calls compiled code on the worker thread: never recompiles there, falls back to eager on any error."""
+
+    def __init__(self, fast: "FastPath", key: ShapeKey, eager: Callable[..., Any]):
+        self._fast = fast
+        self._key = key
+        self._eager = eager
+
+    def _compiled_call(self, sample, timestep, kwargs):
+        raise NotImplementedError
+
+    def __call__(self, sample, timestep, **kwargs):
+        if self._fast.state(self._key) == "ready":
+            try:
+                return self._compiled_call(sample, timestep, kwargs)
+            except Exception as exc:  # noqa: BLE001 - any failure: eager for good, with a note in the log
+                self._fast._mark_broken(self._key, exc, "run")
+        return self._eager(sample, timestep, **kwargs)
+
+
+class CompiledUNet(_Guarded):
+    """The compiled U-Net without CUDA graphs (used off CUDA, i.e. by tests)."""
+
+    def __init__(self, fast, key, compiled, eager):
+        super().__init__(fast, key, eager)
+        self._compiled = compiled
+
+    def _compiled_call(self, sample, timestep, kwargs):
+        import torch
+
+        with torch.compiler.set_stance("fail_on_recompile"):  # strides are guarded: hand over the warm-up's
+            out = self._compiled(sample.contiguous(), timestep, **kwargs)
+        return (out[0],)
+
+
+class GraphedUNet(_Guarded):
+    """One CUDA graph of the compiled U-Net for one shape: inputs are copied into static buffers, the graph is
+    replayed, and the output is cloned (the next replay overwrites the static output)."""
+
+    def __init__(self, fast, key, eager, graph, static_args, static_kwargs, static_out):
+        super().__init__(fast, key, eager)
+        self._graph = graph
+        self._sample, self._t = static_args
+        self._ehs = static_kwargs["encoder_hidden_states"]
+        self._added = static_kwargs["added_cond_kwargs"] or {}
+        self._out = static_out
+
+    @classmethod
+    def capture(cls, fast, key, compiled, eager, cond, pool, warmup: int = 2) -> "GraphedUNet":
+        import torch
+
+        with torch.inference_mode(), torch.compiler.set_stance("fail_on_recompile"):
+            args, kwargs = example_inputs(key, cond, "cuda")
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                for _ in range(warmup):  # lazy initialisation (cuBLAS/cuDNN handles, autotuning) before capture
+                    compiled(*args, **kwargs)
+            torch.cuda.current_stream().wait_stream(side)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph, pool=pool, capture_error_mode="thread_local"):
+                out = compiled(*args, **kwargs)[0]
+            torch.cuda.current_stream().synchronize()
+        return cls(fast, key, eager, graph, args, kwargs, out)
+
+    def _compiled_call(self, sample, timestep, kwargs):
+        if tuple(sample.shape) != tuple(self._sample.shape):
+            return self._eager(sample, timestep, **kwargs)
+        self._sample.copy_(sample)
+        self._t.copy_(timestep)
+        self._ehs.copy_(kwargs["encoder_hidden_states"])
+        added = kwargs.get("added_cond_kwargs") or {}
+        for name, buffer in self._added.items():
+            buffer.copy_(added[name])
+        self._graph.replay()
+        return (self._out.clone(),)
+
+
+# ------------------------------------------------------------------------------------------------ the fast path
+@dataclass
+class ShapeState:
+    state: str  # compiling | compiled | ready | broken | skipped
+    compile_s: float | None = None
+    capture_s: float | None = None
+    error: str = ""
+    forward: Any = field(default=None, repr=False)
+    expected: str = "cold"  # "warm" when an earlier launch compiled this shape (its artefacts should be on disk)
+
+
+class FastPath:
+    """Per loaded model: decides, per shape, whether the U-Net runs compiled and graphed or eagerly.
+
+    Worker-thread API: :meth:`forward_for` (returns a U-Net callable or ``None`` for eager), :meth:`previews`,
+    :meth:`fail`, :meth:`close`. The compile thread only touches the shape table under the lock.
+    """
+
+    def __init__(
+        self,
+        unet,
+        device: str,
+        identity: str,
+        *,
+        compile_fn: Callable[[Any], Callable[..., Any]] | None = None,
+        manifest: Manifest | None = None,
+        max_shapes: int | None = None,
+        env: str | None = None,
+    ):
+        self.unet = unet
+        self.device = device
+        self.identity = identity
+        self._compile_fn = compile_fn
+        self._manifest = manifest
+        self._max_shapes = MAX_SHAPES if max_shapes is None else max_shapes
+        self._env = env if env is not None else environment()
+        self._lock = threading.Lock()
+        self._shapes: dict[ShapeKey, ShapeState] = {}
+        self._compiled = None
+        self._thread: threading.Thread | None = None
+        self._pool = None
+        self._previews = None
+        self._told_full = False
+        self.disabled: str | None = None
+        _INSTANCES.add(self)
+
+    # -- construction --------------------------------------------------------------------------------------
+    @classmethod
+    def for_model(cls, model, options, compile_fn=None) -> "FastPath | None":
+        """The fast path for a just-loaded model, or ``None`` when it does not apply (setting off, not CUDA)."""
+        if not getattr(options, "fast_path", False):
+            return None
+        if model.device.device not in COMPILE_DEVICES:
+            return None
+        try:
+            fast = cls(
+                model.pipe.unet,
+                model.device.device,
+                model_identity(model),
+                compile_fn=compile_fn,
+                manifest=Manifest(compile_cache_dir() / MANIFEST_NAME),
+            )
+            fast.prepare()
+        except Exception as exc:  # noqa: BLE001 - the standard path still works
+            log.warning("the GPU fast path is off for %s: %s: %s", model.name, type(exc).__name__, exc)
+            return None
+        return fast
+
+    def prepare(self) -> None:
+        """channels_last weights and SDPA attention; on the worker thread, before anything is compiled."""
+        import torch
+
+        self.unet.to(memory_format=torch.channels_last)
+        processors = getattr(self.unet, "attn_processors", {})
+        if processors and any(type(p).__name__ == "AttnProcessor" for p in processors.values()):
+            from diffusers.models.attention_processor import AttnProcessor2_0
+
+            self.unet.set_attn_processor(AttnProcessor2_0())
+            log.info("attention switched to scaled-dot-product attention")
+
+    @property
+    def active(self) -> bool:
+        return self.disabled is None
+
+    def state(self, key: ShapeKey) -> str | None:
+        with self._lock:
+            entry = self._shapes.get(key)
+            return entry.state if entry else None
+
+    def stats(self) -> dict[str, dict[str, Any]]:
+        """Per shape: state, compile and capture seconds, error (for logs and the benchmark)."""
+        with self._lock:
+            return {
+                key.label: {"state": s.state, "compile_s": s.compile_s, "capture_s": s.capture_s, "error": s.error,
+                            "expected": s.expected}
+                for key, s in self._shapes.items()
+            }
+
+    def compiling(self) -> bool:
+        thread = self._thread
+        return thread is not None and thread.is_alive()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until no compile is running (benchmarks and tests). True when idle."""
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+        return not self.compiling()
+
+    # -- the worker thread's entry point --------------------------------------------------------------------
+    def forward_for(self, key: ShapeKey, cond) -> Callable[..., Any] | None:
+        """The U-Net to use for a loop of ``key``'s shape, or ``None`` to run it eagerly. Starts a background
+        compile for a new shape; captures the CUDA graph of a freshly compiled one."""
+        if self.disabled is not None:
+            return None
+        busy = self.compiling()
+        with self._lock:
+            entry = self._shapes.get(key)
+        if entry is None:
+            if busy or not self._admit(key):
+                return None  # one compile at a time: this shape asks again at its next generation
+            self._start_compile(key, cond)
+            return None
+        if busy:
+            return None  # compiled code never runs while the compiler works (its guards and caches are shared)
+        if entry.state == "compiled":
+            self._capture(key, entry, cond)
+        return entry.forward if entry.state == "ready" else None
+
+    def _admit(self, key: ShapeKey) -> bool:
+        with self._lock:
+            used = sum(1 for s in self._shapes.values() if s.state not in ("broken", "skipped"))
+        record = self._manifest.get(key.digest(self._env)) if self._manifest else None
+        if record and record.get("status") == "failed":
+            with self._lock:
+                self._shapes[key] = ShapeState("broken", error=f"failed on an earlier run: {record.get('error', '')}")
+            log.info("not compiling %s: it failed on an earlier run (%s)", key.label, record.get("error", ""))
+            return False
+        if used >= self._max_shapes:
+            with self._lock:
+                self._shapes[key] = ShapeState("skipped")
+            if not self._told_full:
+                self._told_full = True
+                log.info("%d sizes are compiled for this model already; new sizes run on the standard path",
+                         self._max_shapes)
+            return False
+        return True
+
+    def _start_compile(self, key: ShapeKey, cond) -> None:
+        if self._compile_fn is None or self.device == "cuda":
+            configure_compile_cache()
+        record = self._manifest.get(key.digest(self._env)) if self._manifest else None
+        entry = ShapeState("compiling", expected="warm" if record and record.get("status") == "ok" else "cold")
+        with self._lock:
+            self._shapes[key] = entry
+        log.info("compiling the U-Net for %s in the background (%s cache)", key.label, entry.expected)
+        self._thread = threading.Thread(
+            target=self._compile, args=(key, entry, cond), name="darkroom-compile", daemon=True
+        )
+        self._thread.start()
+
+    def _compile(self, key: ShapeKey, entry: ShapeState, cond) -> None:
+        started = time.perf_counter()
+        try:
+            import torch
+
+            if self._compiled is None:
+                self._compiled = (self._compile_fn or default_compile)(self.unet)
+            with torch.inference_mode():  # the loop runs in inference mode, and Dynamo guards on it
+                args, kwargs = example_inputs(key, cond, self.device)
+                self._compiled(*args, **kwargs)
+                if self.device == "cuda":
+                    torch.cuda.current_stream().synchronize()
+        except Exception as exc:  # noqa: BLE001 - reported and remembered, never raised into the engine
+            self._mark_broken(key, exc, "compile")
+            return
+        seconds = time.perf_counter() - started
+        with self._lock:
+            if entry.state == "compiling":
+                entry.state, entry.compile_s = "compiled", seconds
+        if self._manifest:
+            self._manifest.put(key.digest(self._env), status="ok", compile_s=round(seconds, 2), shape=key.label)
+        log.info("compiled the U-Net for %s in %.1fs", key.label, seconds)
+
+    def _capture(self, key: ShapeKey, entry: ShapeState, cond) -> None:
+        started = time.perf_counter()
+        try:
+            if self.device == "cuda":
+                import torch
+
+                if self._pool is None:
+                    self._pool = torch.cuda.graph_pool_handle()
+                forward = GraphedUNet.capture(self, key, self._compiled, self.unet, cond, self._pool)
+            else:
+                forward = CompiledUNet(self, key, self._compiled, self.unet)
+        except Exception as exc:  # noqa: BLE001
+            self._mark_broken(key, exc, "capture")
+            return
+        with self._lock:
+            entry.forward, entry.state = forward, "ready"
+            entry.capture_s = time.perf_counter() - started
+        log.info("the U-Net for %s runs compiled from now on (graph captured in %.2fs)", key.label, entry.capture_s)
+
+    def _mark_broken(self, key: ShapeKey, exc: BaseException, stage: str) -> None:
+        message = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ''}"
+        with self._lock:
+            entry = self._shapes.setdefault(key, ShapeState("broken"))
+            entry.state, entry.error, entry.forward = "broken", f"{stage}: {message}", None
+        log.warning("the GPU fast path could not %s the U-Net for %s; that size runs on the standard path (%s)",
+                    stage, key.label, message, exc_info=log.isEnabledFor(logging.DEBUG))
+        if self._manifest and not _is_oom(exc):
+            self._manifest.put(key.digest(self._env), status="failed", error=f"{stage}: {message}", shape=key.label)
+
+    # -- previews and failure ----------------------------------------------------------------------------------
+    def previews(self, preview):
+        """The preview pipe for this model's loops: on the GPU with a side stream, else synchronous."""
+        if self.device != "cuda":
+            return HostPreviews(preview)
+        if self._previews is None or self._previews.preview is not preview:
+            self._previews = DevicePreviews(preview)
+        return self._previews
+
+    def fail(self, exc: BaseException) -> None:
+        """Something in the fast loop failed: the standard path takes over for this model, for good."""
+        self.disabled = f"{type(exc).__name__}: {exc}"
+        log.warning("the GPU fast path failed and is off for this model; generating on the standard path (%s)",
+                    self.disabled, exc_info=log.isEnabledFor(logging.DEBUG))
+        self._drop_graphs()
+
+    def _drop_graphs(self) -> None:
+        with self._lock:
+            for entry in self._shapes.values():
+                entry.forward = None
+                if entry.state == "ready":
+                    entry.state = "compiled"
+        self._pool = None
+
+    def close(self) -> None:
+        """Forget compiled code and graphs (the model is being unloaded). A running compile cannot be stopped;
+        it ends on its own and its result is dropped."""
+        self.disabled = self.disabled or "closed"
+        self._drop_graphs()
+        self._previews = None
+        compiled, self._compiled = self._compiled, None
+        if compiled is not None and not self.compiling():
+            try:
+                import torch
+
+                torch._dynamo.reset()  # drop guards and code held for the old model's U-Net
+            except Exception:  # noqa: BLE001
+                log.debug("dynamo reset failed", exc_info=True)
+
+
+def instances() -> list[FastPath]:
+    """Live fast paths (one per loaded model), for diagnostics and the benchmark."""
+    return list(_INSTANCES)
+
+
+# ------------------------------------------------------------------------------------------------ previews
+class HostPreviews:
+    """Synchronous previews, exactly as the standard path makes them: each one is handed over at its step."""
+
+    def __init__(self, preview):
+        self.preview = preview
+
+    def start_image(self) -> None:
+        pass
+
+    def step(self, source, step: int, total: int, kind: str) -> list[tuple[np.ndarray, int, int, str]]:
+        if source is None:
+            return []
+        return [(self.preview.to_rgb(source), step, total, kind)]
+
+    def flush(self) -> list[tuple[np.ndarray, int, int, str]]:
+        return []
+
+    def discard(self) -> None:
+        pass
+
+
+@dataclass
+class _Pending:
+    event: Any
+    meta: tuple[int, int, str]
+    slot: Any = None  # pinned host buffer, when this step has a preview
+    keep: Any = None  # the device image, alive until its copy is done
+
+
+class DevicePreviews:
+    """Latent → RGB on the GPU; a non-blocking copy into pinned memory on a side stream; handed over one step
+    later. Every step records a marker, and the loop waits for the previous step's marker only, so the GPU
+    always has the current step queued while the host catches up. The three CUDA primitives (:meth:`_stream`,
+    :meth:`_marker`, :meth:`_copy`) are separate so the hand-over logic can be tested without a GPU."""
+
+    def __init__(self, preview, lag: int = 1):
+        import torch
+
+        self.preview = preview
+        self._torch = torch
+        self._lag = lag
+        self._side = self._stream()
+        self._weights: dict[tuple[int, str], tuple[Any, Any]] = {}
+        self._free: list[Any] = []
+        self._pending: deque[_Pending] = deque()
+        self._first = True
+
+    # -- CUDA primitives -----------------------------------------------------------------------------------
+    def _stream(self):
+        return self._torch.cuda.Stream()
+
+    def _marker(self):
+        """An event at the current point of the compute stream."""
+        event = self._torch.cuda.Event()
+        event.record(self._torch.cuda.current_stream())
+        return event
+
+    def _copy(self, rgb):
+        """Start copying ``rgb`` into a pinned buffer on the side stream; return the buffer and its event."""
+        torch = self._torch
+        slot = self._slot(rgb.shape)
+        self._side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(self._side):
+            slot.copy_(rgb, non_blocking=True)
+            event = torch.cuda.Event()
+            event.record(self._side)
+        rgb.record_stream(self._side)
+        return slot, event
+
+    def _slot(self, shape):
+        while self._free:
+            slot = self._free.pop()
+            if tuple(slot.shape) == tuple(shape):
+                return slot
+        return self._torch.empty(shape, dtype=self._torch.uint8, pin_memory=True)
+
+    # -- the loop's side -----------------------------------------------------------------------------------
+    def start_image(self) -> None:
+        self._first = True
+
+    def _rgb(self, latent):
+        """Exactly :meth:`LatentPreview.to_rgb`'s arithmetic, left on the device (factors uploaded once)."""
+        torch = self._torch
+        x = latent[0].float()
+        key = (x.shape[0], str(x.device))
+        if key not in self._weights:
+            factors = torch.tensor(self.preview.factors, dtype=torch.float32)
+            if factors.shape[0] != x.shape[0]:  # unknown layout: the first channels as grey levels
+                factors = torch.eye(x.shape[0], 3)
+            bias = torch.tensor(self.preview.bias, dtype=torch.float32)
+            self._weights[key] = (factors.to(x.device), bias.to(x.device))
+        factors, bias = self._weights[key]
+        rgb = torch.einsum("chw,cr->hwr", x, factors) + bias
+        return ((rgb + 1.0) * 127.5).clamp_(0, 255).to(torch.uint8).contiguous()
+
+    def step(self, source, step: int, total: int, kind: str) -> list[tuple[np.ndarray, int, int, str]]:
+        """Queue this step's preview (``source`` is None when throttled) and return the ones now ready."""
+        if source is not None:
+            rgb = self._rgb(source)
+            slot, event = self._copy(rgb)
+            item = _Pending(event, (step, total, kind), slot, rgb)
+        else:
+            item = _Pending(self._marker(), (step, total, kind))
+        self._pending.append(item)
+        keep = 0 if (self._first and source is not None) else self._lag  # an image's first preview comes at once
+        if source is not None:
+            self._first = False
+        ready = []
+        while len(self._pending) > keep:
+            ready.extend(self._complete(self._pending.popleft()))
+        return ready
+
+    def _complete(self, item: _Pending) -> list[tuple[np.ndarray, int, int, str]]:
+        item.event.synchronize()
+        if item.slot is None:
+            return []
+        image = item.slot.numpy().copy()
+        image.setflags(write=False)
+        self._free.append(item.slot)
+        return [(image, *item.meta)]
+
+    def flush(self) -> list[tuple[np.ndarray, int, int, str]]:
+        """Everything still pending (the image's last steps), once its copies are done."""
+        ready = []
+        while self._pending:
+            ready.extend(self._complete(self._pending.popleft()))
+        return ready
+
+    def discard(self) -> None:
+        """Drop what is pending (cancel or failure) once its copies are done, so no buffer is written later."""
+        while self._pending:
+            item = self._pending.popleft()
+            try:
+                item.event.synchronize()
+            except Exception:  # noqa: BLE001 - a broken device: nothing left to protect
+                return
+            if item.slot is not None:
+                self._free.append(item.slot)

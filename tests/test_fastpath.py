@@ -1,0 +1,490 @@
+"""The GPU fast path's policy, driven on a CPU: settings, shape keys, the background compile, fallbacks, the disk
+cache and the preview hand-over. The compile function is injected (a recorder, or torch.compile with a
+counting backend), so no GPU and no inductor run here."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from engine import fastpath
+from engine.engine import EngineOptions, PreviewOptions
+from engine.events import Finished, ImageReady, Preview, Progress
+from engine.fastpath import FastPath, Manifest, shape_key
+from engine.preview import FAMILY_FACTORS, LatentPreview
+from tests.engine_helpers import Recorder, request_for
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+class FakeUNet(torch.nn.Module):
+    """The U-Net's call signature over one 1×1 convolution."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(4, 4, 1)
+
+    def forward(self, sample, timestep, encoder_hidden_states=None, added_cond_kwargs=None, return_dict=False):
+        return (self.conv(sample) + timestep * 1e-3 + encoder_hidden_states.mean(),)
+
+
+class FakeCompile:
+    """Stands in for torch.compile: records what it compiles and every call; can fail or block."""
+
+    def __init__(self, fail: str | None = None, block: threading.Event | None = None):
+        self.fail = fail
+        self.block = block
+        self.modules: list = []
+        self.calls: list[dict] = []
+
+    def __call__(self, unet):
+        self.modules.append(unet)
+        if self.fail == "compile":
+            raise RuntimeError("inductor exploded")
+
+        def compiled(sample, t, **kwargs):
+            thread = threading.current_thread().name
+            self.calls.append(dict(thread=thread, shape=tuple(sample.shape), t_dtype=t.dtype, t_dim=t.dim(),
+                                   inference=torch.is_inference_mode_enabled(), sample_inference=sample.is_inference()))
+            if self.block is not None and thread == "darkroom-compile":
+                assert self.block.wait(10)
+            if self.fail == "run" and thread != "darkroom-compile":
+                raise RuntimeError("graph replay failed")
+            return unet(sample, t, **kwargs)
+
+        return compiled
+
+
+def cond_for(batch=2, tokens=77, width=32, added=None):
+    with torch.inference_mode():
+        return SimpleNamespace(embeds=torch.randn(batch, tokens, width), added=added, cfg=batch == 2)
+
+
+def key_for(cond, h=8, w=8, identity="model-a|hash|conf"):
+    return shape_key(identity, (cond.embeds.shape[0], 4, h, w), cond)
+
+
+def make_fast(compile_fn, tmp_path, **kwargs) -> FastPath:
+    kwargs.setdefault("env", "torch test")
+    return FastPath(FakeUNet().eval(), "cpu", "model-a|hash|conf", compile_fn=compile_fn,
+                    manifest=Manifest(tmp_path / "manifest.json"), **kwargs)
+
+
+def loop_inputs(key, cond):
+    """Inputs made the way the denoising loop makes them (inside inference mode)."""
+    with torch.inference_mode():
+        sample = torch.randn(key.latent)
+        t = torch.tensor([999.0, 500.0])[0].clone()
+    return sample, t, dict(encoder_hidden_states=cond.embeds, added_cond_kwargs=None, return_dict=False)
+
+
+# ------------------------------------------------------------------------------------------------ settings
+def test_off_when_the_setting_is_off_or_the_device_is_not_cuda(tmp_path, monkeypatch):
+    model = SimpleNamespace(device=SimpleNamespace(device="cpu"), pipe=SimpleNamespace(unet=FakeUNet()),
+                            entry=SimpleNamespace(path=tmp_path), model_hash="abc", name="m")
+    assert FastPath.for_model(model, EngineOptions(fast_path=False)) is None
+    assert FastPath.for_model(model, EngineOptions(fast_path=True)) is None  # CPU: never compiled
+    cuda_model = SimpleNamespace(**{**vars(model), "device": SimpleNamespace(device="cuda")})
+    assert FastPath.for_model(cuda_model, EngineOptions(fast_path=False)) is None
+
+    monkeypatch.setattr(fastpath, "COMPILE_DEVICES", ("cpu",))
+    model.pipe.unet.config = {"in_channels": 4}
+    fast = FastPath.for_model(model, EngineOptions(fast_path=True))
+    assert fast is not None and fast.active
+    assert model.pipe.unet.conv.weight.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_engine_on_cpu_never_compiles(tiny_model_dir, monkeypatch):
+    def no_compile(unet):
+        raise AssertionError("compiled on a CPU")
+
+    monkeypatch.setattr(fastpath, "default_compile", no_compile)
+    from engine.engine import Engine
+
+    rec = Recorder()
+    engine = Engine(rec, EngineOptions(device="cpu", fast_path=True))
+    try:
+        job = engine.submit(request_for(tiny_model_dir, steps=2))
+        rec.wait_for(job)
+        assert isinstance(rec.of(job)[-1], Finished)
+        assert engine._runtime._fast is None
+    finally:
+        assert engine.shutdown(10)
+
+
+# ------------------------------------------------------------------------------------------------ keys
+def test_shape_keys_change_with_model_size_batch_and_conditioning():
+    cond = cond_for()
+    base = key_for(cond)
+    assert base == key_for(cond)
+    assert base.latent == (2, 4, 8, 8) and base.dtype == "float32" and base.text == (2, 77, 32)
+    assert key_for(cond, h=16) != base
+    assert key_for(cond_for(batch=1)) != base  # CFG off: batch 1
+    assert key_for(cond_for(tokens=32)) != base
+    assert key_for(cond, identity="model-b|hash|conf") != base
+    xl = cond_for(added={"text_embeds": torch.zeros(2, 32), "time_ids": torch.zeros(2, 6)})
+    assert key_for(xl).added == (("text_embeds", (2, 32)), ("time_ids", (2, 6)))
+    assert base.digest("torch 2.13") != base.digest("torch 2.14")
+    assert "8x8" in base.label
+
+
+def test_model_identity_follows_weights_and_config(tmp_path):
+    def model(hash_, channels=4):
+        unet = SimpleNamespace(config={"in_channels": channels})
+        return SimpleNamespace(pipe=SimpleNamespace(unet=unet), entry=SimpleNamespace(path=tmp_path), model_hash=hash_)
+
+    a = fastpath.model_identity(model("aaaa"))
+    assert a == fastpath.model_identity(model("aaaa"))
+    assert a != fastpath.model_identity(model("bbbb"))  # new weights
+    assert a != fastpath.model_identity(model("aaaa", channels=9))  # another architecture
+
+
+# ------------------------------------------------------------------------------------------------ compile policy
+def test_first_generation_is_eager_while_the_compile_runs_in_the_background(tmp_path):
+    compile_fn = FakeCompile()
+    fast = make_fast(compile_fn, tmp_path)
+    cond = cond_for()
+    key = key_for(cond)
+    assert fast.forward_for(key, cond) is None  # eager now; the compile has started
+    assert fast.wait(10)
+    assert fast.state(key) == "compiled"
+    warm = compile_fn.calls[0]
+    assert warm == dict(thread="darkroom-compile", shape=(2, 4, 8, 8), t_dtype=torch.float32, t_dim=0,
+                        inference=True, sample_inference=True)
+
+    forward = fast.forward_for(key, cond)
+    assert forward is not None and fast.state(key) == "ready"
+    sample, t, kwargs = loop_inputs(key, cond)
+    with torch.inference_mode():
+        out = forward(sample, t, **kwargs)[0]
+        expected = fast.unet(sample, t, **kwargs)[0]
+    assert torch.equal(out, expected)
+    assert fast.forward_for(key, cond) is forward  # same shape: no new compile
+    assert len(compile_fn.modules) == 1 and compile_fn.modules[0] is fast.unet
+    stats = fast.stats()[key.label]
+    assert stats["state"] == "ready" and stats["compile_s"] >= 0 and stats["expected"] == "cold"
+
+
+def test_a_new_shape_runs_eagerly_and_compiles_for_itself(tmp_path):
+    compile_fn = FakeCompile()
+    fast = make_fast(compile_fn, tmp_path)
+    cond = cond_for()
+    small, large = key_for(cond), key_for(cond, h=16, w=16)
+    fast.forward_for(small, cond)
+    fast.wait(10)
+    assert fast.forward_for(small, cond) is not None
+    assert fast.forward_for(large, cond) is None  # new shape: eager while it compiles
+    fast.wait(10)
+    assert [c["shape"] for c in compile_fn.calls if c["thread"] == "darkroom-compile"] == [(2, 4, 8, 8), (2, 4, 16, 16)]
+    assert fast.forward_for(large, cond) is not None
+    assert fast.forward_for(small, cond) is not None
+    assert len(compile_fn.modules) == 1  # one compiled module, specialised per shape
+
+
+def test_one_compile_at_a_time_and_no_compiled_calls_meanwhile(tmp_path):
+    gate = threading.Event()
+    compile_fn = FakeCompile(block=gate)
+    fast = make_fast(compile_fn, tmp_path)
+    cond = cond_for()
+    a, b = key_for(cond), key_for(cond, h=16)
+    try:
+        assert fast.forward_for(a, cond) is None
+        assert fast.compiling()
+        assert fast.forward_for(b, cond) is None and fast.state(b) is None  # waits its turn, not queued
+        assert fast.forward_for(a, cond) is None
+    finally:
+        gate.set()
+    assert fast.wait(10)
+    assert fast.forward_for(a, cond) is not None
+    assert fast.forward_for(b, cond) is None and fast.state(b) == "compiling"
+    fast.wait(10)
+
+
+def test_shape_budget_leaves_further_sizes_eager(tmp_path, caplog):
+    compile_fn = FakeCompile()
+    fast = make_fast(compile_fn, tmp_path, max_shapes=1)
+    cond = cond_for()
+    fast.forward_for(key_for(cond), cond)
+    fast.wait(10)
+    with caplog.at_level(logging.INFO, logger="engine.fastpath"):
+        assert fast.forward_for(key_for(cond, h=16), cond) is None
+    assert fast.state(key_for(cond, h=16)) == "skipped" and not fast.compiling()
+    assert "standard path" in caplog.text
+
+
+def test_compile_failure_falls_back_to_eager_and_is_remembered(tmp_path, caplog):
+    cond = cond_for()
+    key = key_for(cond)
+    with caplog.at_level(logging.WARNING, logger="engine.fastpath"):
+        fast = make_fast(FakeCompile(fail="compile"), tmp_path)
+        assert fast.forward_for(key, cond) is None
+        fast.wait(10)
+    assert fast.state(key) == "broken" and "inductor exploded" in fast.stats()[key.label]["error"]
+    assert "could not compile" in caplog.text and "standard path" in caplog.text
+    assert fast.forward_for(key, cond) is None and not fast.compiling()
+
+    # A relaunch (same torch, GPU and model) does not try that shape again...
+    again = FakeCompile()
+    relaunched = make_fast(again, tmp_path)
+    assert relaunched.forward_for(key, cond) is None and not relaunched.compiling()
+    assert again.modules == [] and relaunched.state(key) == "broken"
+    # ...but another torch (or GPU) does.
+    upgraded = make_fast(again, tmp_path, env="torch next")
+    upgraded.forward_for(key, cond)
+    upgraded.wait(10)
+    assert upgraded.state(key) == "compiled"
+
+
+def test_failure_in_a_compiled_call_finishes_the_step_eagerly(tmp_path, caplog):
+    fast = make_fast(FakeCompile(fail="run"), tmp_path)
+    cond = cond_for()
+    key = key_for(cond)
+    fast.forward_for(key, cond)
+    fast.wait(10)
+    forward = fast.forward_for(key, cond)
+    sample, t, kwargs = loop_inputs(key, cond)
+    with caplog.at_level(logging.WARNING, logger="engine.fastpath"), torch.inference_mode():
+        out = forward(sample, t, **kwargs)[0]
+        expected = fast.unet(sample, t, **kwargs)[0]
+    assert torch.equal(out, expected)
+    assert fast.state(key) == "broken" and "could not run" in caplog.text
+    assert fast.forward_for(key, cond) is None
+    assert Manifest(tmp_path / "manifest.json").get(key.digest("torch test"))["status"] == "failed"
+
+
+def test_compiled_code_never_recompiles_on_the_worker_thread(tmp_path):
+    """With real Dynamo: the background warm-up's inputs match the loop's (no recompile on the caller's thread),
+    and a call that would need a recompile raises inside the guard and runs eagerly instead of compiling."""
+    torch._dynamo.reset()
+    compiles: list[str] = []
+
+    def backend(gm, example_inputs):
+        compiles.append(threading.current_thread().name)
+        return gm.forward
+
+    fast = make_fast(lambda unet: torch.compile(unet, backend=backend, dynamic=False), tmp_path)
+    cond = cond_for()
+    key = key_for(cond)
+    try:
+        fast.forward_for(key, cond)
+        assert fast.wait(60)
+        forward = fast.forward_for(key, cond)
+        sample, t, kwargs = loop_inputs(key, cond)
+        with torch.inference_mode():
+            for _ in range(3):
+                forward(sample, t, **kwargs)
+        assert compiles == ["darkroom-compile"] and fast.state(key) == "ready"
+
+        with torch.inference_mode():  # a caller bypassing the key (another shape): refused, eager, broken
+            wrong = torch.randn(2, 4, 16, 16)
+            out = forward(wrong, t, **kwargs)[0]
+        assert out.shape == (2, 4, 16, 16) and compiles == ["darkroom-compile"]
+        assert fast.state(key) == "broken"
+    finally:
+        fast.close()
+        torch._dynamo.reset()
+
+
+# ------------------------------------------------------------------------------------------------ disk cache
+def test_compile_cache_goes_under_the_app_cache(monkeypatch, darkroom_home):
+    import torch._functorch.config as functorch_config
+    import torch._inductor.config as inductor_config
+
+    monkeypatch.setattr(fastpath, "_cache_root", None)
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
+    monkeypatch.delenv(fastpath.CACHE_ENV, raising=False)
+    monkeypatch.setattr(inductor_config, "fx_graph_cache", False)
+    monkeypatch.setattr(functorch_config, "enable_autograd_cache", False)
+    root = fastpath.configure_compile_cache()
+    assert root == darkroom_home / "cache" / "inductor" and root.is_dir()
+    import os
+
+    assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(root)
+    assert inductor_config.fx_graph_cache and functorch_config.enable_autograd_cache
+    assert fastpath.configure_compile_cache(Path("/elsewhere")) == root  # process-wide: the first call wins
+
+
+def test_compile_cache_respects_a_folder_the_user_chose(monkeypatch, tmp_path):
+    monkeypatch.setattr(fastpath, "_cache_root", None)
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "mine"))
+    monkeypatch.setenv(fastpath.CACHE_ENV, str(tmp_path / "darkroom"))
+    assert fastpath.compile_cache_dir() == tmp_path / "darkroom"
+    assert fastpath.configure_compile_cache() == tmp_path / "mine"
+
+
+def test_manifest_survives_damage(tmp_path):
+    path = tmp_path / "m.json"
+    path.write_text("{not json", encoding="utf-8")
+    manifest = Manifest(path)
+    assert manifest.get("k") is None
+    manifest.put("k", status="ok", compile_s=1.5)
+    assert Manifest(path).get("k")["status"] == "ok"
+
+
+# ------------------------------------------------------------------------------------------------ the fast loop
+@pytest.fixture(scope="module")
+def tiny_loaded(tiny_model_dir):
+    from engine.devices import DeviceChoice
+    from engine.loader import load_model
+    from engine.models import resolve
+
+    return load_model(resolve(str(tiny_model_dir)), DeviceChoice("cpu", "float32"))
+
+
+@pytest.mark.parametrize("scheduler", ["Euler", "Euler a", "DPM++ 2M", "DDIM", "Heun", "LCM"])
+def test_fast_loop_gives_the_standard_loops_pixels(tiny_model_dir, tiny_loaded, scheduler):
+    """CPU-resident scheduler, float32 timesteps uploaded once, host sigmas, no generator for noise-free
+    samplers: the same latents as the standard loop."""
+    from engine.sampling import decode, denoise, encode
+
+    model = tiny_loaded
+    request = request_for(tiny_model_dir, steps=3, scheduler=scheduler)
+    cond = encode(model, request, 64, 64)
+    seen = {True: [], False: []}
+    out = {}
+    for fast in (False, True):
+        out[fast] = denoise(model, request, cond, request.seed, lambda s, f=fast: seen[f].append(s.x0), lambda: False,
+                            fast=fast)
+    assert torch.equal(out[True], out[False])
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(seen[True], seen[False]))
+    image, _ = decode(model, out[True], half_first=True)
+    assert image.shape == (64, 64, 3)
+
+
+def _fast_engine(monkeypatch, compile_fn):
+    from engine.engine import Engine
+
+    monkeypatch.setattr(fastpath, "COMPILE_DEVICES", ("cpu",))
+    monkeypatch.setattr(fastpath, "default_compile", compile_fn)
+    rec = Recorder()
+    return rec, Engine(rec, EngineOptions(device="cpu", fast_path=True, preview=PreviewOptions(interval_s=0.0)))
+
+
+def test_engine_fast_path_end_to_end_on_cpu(tiny_model_dir, tiny_sdxl_dir, monkeypatch):
+    """The runtime drives the fast path: eager first image, compiled afterwards, the same picture; a model switch
+    drops the old model's compiled code and compiles the new model's U-Net."""
+    compile_fn = FakeCompile()
+    rec, engine = _fast_engine(monkeypatch, compile_fn)
+    try:
+        first = engine.submit(request_for(tiny_model_dir, steps=3))
+        rec.wait_for(first)
+        fast = engine._runtime._fast
+        assert fast is not None and fast.wait(10)
+        assert [c["thread"] for c in compile_fn.calls] == ["darkroom-compile"]  # the first job ran eagerly
+        second = engine.submit(request_for(tiny_model_dir, steps=3))
+        rec.wait_for(second)
+        assert [c["thread"] for c in compile_fn.calls[1:]] == ["darkroom-engine"] * 3  # one U-Net call per step
+        images = [rec.of(j, ImageReady)[0].image for j in (first, second)]
+        assert np.array_equal(*images)
+        assert [p.step for p in rec.of(second, Preview)] == [1, 2, 3]
+        assert [p.step for p in rec.of(second, Progress)] == [1, 2, 3]
+
+        xl = engine.submit(request_for(tiny_sdxl_dir, steps=2))
+        rec.wait_for(xl)
+        assert isinstance(rec.of(xl)[-1], Finished)
+        assert fast.disabled == "closed" and engine._runtime._fast is not fast
+        new_fast = engine._runtime._fast
+        assert new_fast.wait(10)
+        assert compile_fn.modules[-1] is new_fast.unet and compile_fn.modules[0] is not new_fast.unet
+        (label, stats), = new_fast.stats().items()
+        assert stats["state"] == "compiled"
+    finally:
+        assert engine.shutdown(10)
+
+
+def test_fast_loop_failure_remakes_the_image_on_the_standard_path(tiny_model_dir, monkeypatch, caplog):
+    class BrokenPreviews(fastpath.HostPreviews):
+        def step(self, source, step, total, kind):
+            if step == 2:
+                raise RuntimeError("side stream lost")
+            return super().step(source, step, total, kind)
+
+    monkeypatch.setattr(FastPath, "previews", lambda self, preview: BrokenPreviews(preview))
+    rec, engine = _fast_engine(monkeypatch, FakeCompile())
+    try:
+        with caplog.at_level(logging.WARNING, logger="engine.fastpath"):
+            job = engine.submit(request_for(tiny_model_dir, steps=3))
+            rec.wait_for(job)
+        assert isinstance(rec.of(job)[-1], Finished) and len(rec.of(job, ImageReady)) == 1
+        assert "fast path failed" in caplog.text and "side stream lost" in caplog.text
+        assert not engine._runtime._fast.active
+        again = engine.submit(request_for(tiny_model_dir, steps=3))  # stays on the standard path
+        rec.wait_for(again)
+        assert isinstance(rec.of(again)[-1], Finished)
+        engine._runtime._fast.wait(10)
+    finally:
+        assert engine.shutdown(10)
+
+
+# ------------------------------------------------------------------------------------------------ previews
+class CpuPreviews(fastpath.DevicePreviews):
+    """DevicePreviews with its three CUDA primitives replaced by CPU stand-ins that record the waits."""
+
+    def __init__(self, preview, lag=1):
+        self.waited: list[tuple] = []
+        super().__init__(preview, lag)
+
+    def _stream(self):
+        return None
+
+    def _marker(self):
+        return SimpleNamespace(synchronize=lambda: self.waited.append(("marker",)))
+
+    def _copy(self, rgb):
+        slot = rgb.clone()
+        return slot, SimpleNamespace(synchronize=lambda: self.waited.append(("copy",)))
+
+
+def test_device_previews_first_at_once_then_one_step_late():
+    factors, bias = FAMILY_FACTORS["sd"]
+    preview = LatentPreview(tuple(map(tuple, factors)), tuple(bias))
+    pipe = CpuPreviews(preview)
+    latents = [torch.randn(1, 4, 8, 8) for _ in range(4)]
+    pipe.start_image()
+    got = [pipe.step(latents[0], 1, 4, "x0")]  # the first preview is handed over at its own step
+    got.append(pipe.step(latents[1], 2, 4, "x0"))  # later ones one step late
+    got.append(pipe.step(None, 3, 4, "x0"))  # throttled step: only a marker, yet step 2 comes out
+    got.append(pipe.step(latents[3], 4, 4, "x0"))
+    got.append(pipe.flush())
+    assert [[m[1] for m in g] for g in got] == [[1], [], [2], [], [4]]
+    for (image, step, total, kind) in [g[0] for g in got if g]:
+        expected = preview.to_rgb(latents[step - 1])
+        assert np.array_equal(image, expected) and not image.flags.writeable and total == 4 and kind == "x0"
+    assert pipe.flush() == []
+    pipe.step(latents[0], 1, 4, "x0")  # no start_image: a new image's first preview still waits one step...
+    assert pipe.step(latents[1], 2, 4, "x0")[0][1] == 1
+    pipe.discard()
+    assert pipe.flush() == []
+
+
+def test_host_previews_are_the_standard_paths():
+    factors, bias = FAMILY_FACTORS["sdxl"]
+    preview = LatentPreview(tuple(map(tuple, factors)), tuple(bias))
+    host = fastpath.HostPreviews(preview)
+    latent = torch.randn(1, 4, 8, 8)
+    (image, step, total, kind), = host.step(latent, 3, 5, "xt")
+    assert np.array_equal(image, preview.to_rgb(latent)) and (step, total, kind) == (3, 5, "xt")
+    assert host.step(None, 4, 5, "xt") == [] and host.flush() == []
+
+
+def test_fast_path_decodes_in_half_precision_first(tiny_loaded):
+    """Half precision first even when the VAE's config asks for an upcast (as diffusers' SD pipeline does); the
+    standard path upcasts up front. Either way an overflow is redone in float32."""
+    import copy
+
+    from engine.sampling import decode
+
+    model = copy.copy(tiny_loaded)
+    vae = copy.deepcopy(model.pipe.vae).to(torch.float16)
+    vae.register_to_config(force_upcast=True)
+    model.pipe = SimpleNamespace(vae=vae)
+    latents = torch.randn(1, 4, 8, 8)
+    image, notes = decode(model, latents, half_first=True)
+    assert vae.dtype == torch.float16 and image.shape == (64, 64, 3) and notes == ()
+    decode(model, latents)
+    assert vae.dtype == torch.float32
