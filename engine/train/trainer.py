@@ -1,0 +1,509 @@
+"""Darkroom's own diffusion trainer: the bundled text-to-image model, from scratch.
+
+Stage 1 trains an AutoencoderKL (reconstruction + KL). The images are then encoded once to latent
+posteriors (mean, std). Stage 2 trains a small CLIPTextModel and a UNet2DConditionModel jointly with the
+DDPM objective L_simple = E‖ε − ε_θ(x_t, t, c)‖² on x_t = √ᾱ_t·x_0 + √(1−ᾱ_t)·ε (SD's scaled_linear
+schedule, so every standard scheduler samples it), dropping the caption for classifier-free guidance.
+The result is exported as a plain diffusers Stable Diffusion folder (fp16 safetensors) plus preview.json.
+
+Runs on CUDA (bf16/fp16 autocast) or CPU, is seeded, resumable (checkpoints in the run folder), shows a
+progress bar and writes a CSV loss log per stage.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import random
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+PREVIEW_FILE = "preview.json"
+
+
+@dataclass
+class TrainConfig:
+    data_dir: str = "data/emoji64"
+    run_dir: str = "runs/emoji"
+    out_dir: str = "resources/models/darkroom-emoji"
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda
+    threads: int = 0  # torch CPU threads (0: leave torch's default)
+    resolution: int = 64
+    # autoencoder
+    vae_channels: tuple = (32, 64, 64)
+    vae_layers: int = 1
+    latent_channels: int = 4
+    vae_steps: int = 2000
+    vae_batch: int = 32
+    vae_lr: float = 1e-3
+    kl_weight: float = 1e-6
+    # text encoder
+    text_width: int = 192
+    text_layers: int = 2
+    text_heads: int = 4
+    max_length: int = 32
+    # unet
+    unet_channels: tuple = (64, 128, 192)
+    unet_layers: int = 1
+    attention_heads: int = 4
+    unet_steps: int = 10000
+    batch: int = 64
+    lr: float = 5e-4
+    warmup: int = 200
+    caption_dropout: float = 0.1
+    ema_decay: float = 0.999
+    # bookkeeping
+    checkpoint_every: int = 500
+    log_every: int = 10
+    stages: str = "vae,unet,export"
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d["vae_channels"] = list(self.vae_channels)
+        d["unet_channels"] = list(self.unet_channels)
+        return d
+
+
+# ----------------------------------------------------------------------------- model factories
+
+def make_vae(cfg: TrainConfig):
+    from diffusers import AutoencoderKL
+
+    n = len(cfg.vae_channels)
+    return AutoencoderKL(
+        in_channels=3, out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * n, up_block_types=("UpDecoderBlock2D",) * n,
+        block_out_channels=tuple(cfg.vae_channels), layers_per_block=cfg.vae_layers,
+        latent_channels=cfg.latent_channels, norm_num_groups=min(32, cfg.vae_channels[0]),
+        sample_size=cfg.resolution, scaling_factor=1.0,
+    )
+
+
+def make_text_encoder(cfg: TrainConfig, vocab_size: int, bos_id: int, eos_id: int):
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    tc = CLIPTextConfig(
+        vocab_size=vocab_size, hidden_size=cfg.text_width, intermediate_size=cfg.text_width * 4,
+        num_hidden_layers=cfg.text_layers, num_attention_heads=cfg.text_heads,
+        max_position_embeddings=cfg.max_length, hidden_act="quick_gelu", projection_dim=cfg.text_width,
+        bos_token_id=bos_id, eos_token_id=eos_id, pad_token_id=eos_id,
+    )
+    return CLIPTextModel(tc)
+
+
+def make_unet(cfg: TrainConfig):
+    from diffusers import UNet2DConditionModel
+
+    n = len(cfg.unet_channels)
+    down = ("CrossAttnDownBlock2D",) * (n - 1) + ("DownBlock2D",)
+    up = ("UpBlock2D",) + ("CrossAttnUpBlock2D",) * (n - 1)
+    return UNet2DConditionModel(
+        sample_size=cfg.resolution // 2 ** (len(cfg.vae_channels) - 1),
+        in_channels=cfg.latent_channels, out_channels=cfg.latent_channels,
+        down_block_types=down, up_block_types=up, mid_block_type="UNetMidBlock2DCrossAttn",
+        block_out_channels=tuple(cfg.unet_channels), layers_per_block=cfg.unet_layers,
+        cross_attention_dim=cfg.text_width, attention_head_dim=cfg.attention_heads,
+        norm_num_groups=32,
+    )
+
+
+def make_noise_scheduler():
+    from diffusers import DDPMScheduler
+
+    return DDPMScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012,
+                         beta_schedule="scaled_linear", prediction_type="epsilon", clip_sample=False,
+                         steps_offset=1)
+
+
+# ----------------------------------------------------------------------------- helpers
+
+def seed_everything(seed: int):
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def pick_device(name: str):
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def autocast_for(device):
+    import contextlib
+
+    import torch
+
+    if device.type == "cuda":
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return lambda: torch.autocast("cuda", dtype=dtype)
+    return contextlib.nullcontext
+
+
+class LossLog:
+    def __init__(self, path: Path, resume: bool):
+        self.path = path
+        if not resume or not path.exists():
+            path.write_text("step,loss,lr,elapsed_s\n")
+
+    def write(self, step: int, loss: float, lr: float, elapsed: float):
+        with open(self.path, "a", newline="") as f:
+            csv.writer(f).writerow([step, f"{loss:.6f}", f"{lr:.3e}", f"{elapsed:.1f}"])
+
+
+def _progress(total: int, initial: int, desc: str):
+    from tqdm import tqdm
+
+    tqdm.monitor_interval = 0  # no background monitor thread
+    return tqdm(total=total, initial=initial, desc=desc, dynamic_ncols=True, mininterval=2.0)
+
+
+def _atomic_save(obj, path: Path):
+    import torch
+
+    tmp = path.with_suffix(".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _lr_at(step: int, total: int, base: float, warmup: int) -> float:
+    if step < warmup:
+        return base * (step + 1) / warmup
+    p = (step - warmup) / max(1, total - warmup)
+    return base * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, p))))
+
+
+def load_images(cfg: TrainConfig):
+    """(uint8 N×H×W×3 array, caption lists) from the dataset folder."""
+    from .dataset import load_dataset
+
+    images, captions = load_dataset(cfg.data_dir)
+    if images.shape[1] != cfg.resolution:
+        import numpy as np
+        from PIL import Image
+
+        images = np.stack([np.asarray(Image.fromarray(im).resize((cfg.resolution,) * 2, Image.LANCZOS))
+                           for im in images])
+    return images, captions
+
+
+def to_tensor(images):
+    import torch
+
+    return torch.from_numpy(images).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+
+
+# ----------------------------------------------------------------------------- stage 1: autoencoder
+
+def train_vae(cfg: TrainConfig, images, device, run: Path):
+    import torch
+    import torch.nn.functional as F
+
+    ckpt_path = run / "vae.pt"
+    vae = make_vae(cfg).to(device)
+    opt = torch.optim.AdamW(vae.parameters(), lr=cfg.vae_lr, weight_decay=0.0)
+    step = 0
+    gen = torch.Generator().manual_seed(cfg.seed + 1)
+    if ckpt_path.exists():
+        ck = torch.load(ckpt_path, map_location=device, weights_only=False)
+        vae.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["opt"])
+        step = ck["step"]
+        gen.set_state(ck["gen"])
+    if step >= cfg.vae_steps:
+        return vae.eval()
+    data = to_tensor(images)
+    log = LossLog(run / "loss_vae.csv", resume=step > 0)
+    amp = autocast_for(device)
+    bar = _progress(cfg.vae_steps, step, "autoencoder")
+    t0 = time.time()
+    vae.train()
+    while step < cfg.vae_steps:
+        lr = _lr_at(step, cfg.vae_steps, cfg.vae_lr, 50)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        idx = torch.randint(0, len(data), (cfg.vae_batch,), generator=gen)
+        x = data[idx].to(device)
+        with amp():
+            post = vae.encode(x).latent_dist
+            z = post.mean + post.std * torch.randn(post.mean.shape, generator=gen).to(device)
+            rec = vae.decode(z).sample
+        rec = rec.float()
+        rec_loss = F.mse_loss(rec, x) + 0.5 * F.l1_loss(rec, x)
+        kl = post.kl().mean() / (x.shape[1] * x.shape[2] * x.shape[3])
+        loss = rec_loss + cfg.kl_weight * kl * (x.shape[1] * x.shape[2] * x.shape[3])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+        opt.step()
+        step += 1
+        bar.update(1)
+        if step % cfg.log_every == 0 or step == cfg.vae_steps:
+            log.write(step, rec_loss.item(), lr, time.time() - t0)
+            bar.set_postfix(rec=f"{rec_loss.item():.4f}", kl=f"{kl.item():.3f}")
+        if step % cfg.checkpoint_every == 0 or step == cfg.vae_steps:
+            _atomic_save({"model": vae.state_dict(), "opt": opt.state_dict(), "step": step,
+                          "gen": gen.get_state()}, ckpt_path)
+    bar.close()
+    return vae.eval()
+
+
+def encode_latents(cfg: TrainConfig, vae, images, device, run: Path):
+    """Posterior means and stds of every image, plus the latent scaling factor (1 / std)."""
+    import torch
+
+    path = run / "latents.pt"
+    if path.exists():
+        ck = torch.load(path, weights_only=False)
+        if ck.get("n") == len(images):
+            return ck["mean"], ck["std"], ck["scale"]
+    data = to_tensor(images)
+    means, stds = [], []
+    with torch.no_grad():
+        for i in range(0, len(data), 256):
+            post = vae.encode(data[i:i + 256].to(device)).latent_dist
+            means.append(post.mean.float().cpu())
+            stds.append(post.std.float().cpu())
+    mean, std = torch.cat(means), torch.cat(stds)
+    sample = mean + std * torch.randn_like(mean)
+    scale = float(1.0 / sample.std())
+    _atomic_save({"mean": mean, "std": std, "scale": scale, "n": len(images)}, path)
+    return mean, std, scale
+
+
+# ----------------------------------------------------------------------------- stage 2: text encoder + U-Net
+
+class EMA:
+    def __init__(self, params, decay: float):
+        self.decay = decay
+        self.shadow = [p.detach().clone().float() for p in params]
+
+    def update(self, params, step: int):
+        import torch
+
+        d = min(self.decay, (1 + step) / (10 + step))
+        with torch.no_grad():
+            for s, p in zip(self.shadow, params):
+                s.mul_(d).add_(p.detach().float(), alpha=1 - d)
+
+    def copy_to(self, params):
+        import torch
+
+        with torch.no_grad():
+            for s, p in zip(self.shadow, params):
+                p.copy_(s.to(p.dtype))
+
+
+def tokenize_captions(tokenizer, captions: list[list[str]], max_length: int):
+    """Token ids for every caption, the image each belongs to, and the empty prompt's ids."""
+    import torch
+
+    flat, owner = [], []
+    for i, caps in enumerate(captions):
+        for c in caps:
+            flat.append(c)
+            owner.append(i)
+    ids = tokenizer(flat, padding="max_length", max_length=max_length, truncation=True,
+                    return_tensors="pt").input_ids
+    empty = tokenizer([""], padding="max_length", max_length=max_length, return_tensors="pt").input_ids
+    return ids, torch.tensor(owner), empty
+
+
+def train_unet(cfg: TrainConfig, lat_mean, lat_std, scale, captions, tokenizer, device, run: Path):
+    import torch
+    import torch.nn.functional as F
+
+    ckpt_path = run / "unet.pt"
+    te = make_text_encoder(cfg, len(tokenizer), tokenizer.bos_token_id, tokenizer.eos_token_id).to(device)
+    unet = make_unet(cfg).to(device)
+    params = list(unet.parameters()) + list(te.parameters())
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.01, betas=(0.9, 0.99))
+    ema = EMA(params, cfg.ema_decay)
+    sched = make_noise_scheduler()
+    abar = sched.alphas_cumprod.to(device)
+    step = 0
+    gen = torch.Generator().manual_seed(cfg.seed + 2)
+    if ckpt_path.exists():
+        ck = torch.load(ckpt_path, map_location=device, weights_only=False)
+        unet.load_state_dict(ck["unet"])
+        te.load_state_dict(ck["text"])
+        opt.load_state_dict(ck["opt"])
+        ema.shadow = [s.to(device) for s in ck["ema"]]
+        step = ck["step"]
+        gen.set_state(ck["gen"])
+    ids, owner, empty = tokenize_captions(tokenizer, captions, cfg.max_length)
+    # per image: the range of its captions in `ids`
+    counts = torch.bincount(owner, minlength=len(captions))
+    starts = torch.cumsum(counts, 0) - counts
+    if step < cfg.unet_steps:
+        log = LossLog(run / "loss_unet.csv", resume=step > 0)
+        amp = autocast_for(device)
+        bar = _progress(cfg.unet_steps, step, "text encoder + U-Net")
+        t0 = time.time()
+        unet.train()
+        te.train()
+        lat_mean_d, lat_std_d = lat_mean.to(device), lat_std.to(device)
+        ids_d, empty_d = ids.to(device), empty.to(device)
+        while step < cfg.unet_steps:
+            lr = _lr_at(step, cfg.unet_steps, cfg.lr, cfg.warmup)
+            for g in opt.param_groups:
+                g["lr"] = lr
+            b = cfg.batch
+            img = torch.randint(0, len(captions), (b,), generator=gen)
+            pick = starts[img] + (torch.rand(b, generator=gen) * counts[img]).long()
+            tok = ids_d[pick.to(device)]
+            drop = (torch.rand(b, generator=gen) < cfg.caption_dropout).to(device)
+            tok = torch.where(drop[:, None], empty_d.expand(b, -1), tok)
+            img_d = img.to(device)
+            noise_lat = torch.randn(lat_mean[:b].shape, generator=gen).to(device)
+            x0 = (lat_mean_d[img_d] + lat_std_d[img_d] * noise_lat) * scale
+            eps = torch.randn(x0.shape, generator=gen).to(device)
+            t = torch.randint(0, sched.config.num_train_timesteps, (b,), generator=gen).to(device)
+            a = abar[t].view(b, 1, 1, 1)
+            xt = a.sqrt() * x0 + (1 - a).sqrt() * eps  # q(x_t | x_0)
+            with amp():
+                cond = te(tok)[0]
+                pred = unet(xt, t, encoder_hidden_states=cond).sample
+            loss = F.mse_loss(pred.float(), eps)  # L_simple
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            ema.update(params, step)
+            step += 1
+            bar.update(1)
+            if step % cfg.log_every == 0 or step == cfg.unet_steps:
+                log.write(step, loss.item(), lr, time.time() - t0)
+                bar.set_postfix(loss=f"{loss.item():.4f}")
+            if step % cfg.checkpoint_every == 0 or step == cfg.unet_steps:
+                _atomic_save({"unet": unet.state_dict(), "text": te.state_dict(), "opt": opt.state_dict(),
+                              "ema": ema.shadow, "step": step, "gen": gen.get_state()}, ckpt_path)
+        bar.close()
+    ema.copy_to(params)
+    return te.eval(), unet.eval(), step
+
+
+# ----------------------------------------------------------------------------- export
+
+def fit_preview(vae, lat_mean, scale, n: int = 512, seed: int = 0):
+    """Least-squares latent→RGB map: scaled latent (C) → decoded RGB in [-1, 1], per latent pixel."""
+    import torch
+    import torch.nn.functional as F
+
+    g = torch.Generator().manual_seed(seed)
+    idx = torch.randperm(len(lat_mean), generator=g)[:n]
+    z = lat_mean[idx]
+    with torch.no_grad():
+        rgb = torch.cat([vae.decode(z[i:i + 128].to(vae.device, vae.dtype)).sample.float().cpu()
+                         for i in range(0, len(z), 128)])
+    rgb = F.adaptive_avg_pool2d(rgb, z.shape[-2:])
+    X = (z * scale).permute(0, 2, 3, 1).reshape(-1, z.shape[1])
+    Y = rgb.permute(0, 2, 3, 1).reshape(-1, 3)
+    A = torch.cat([X, torch.ones(len(X), 1)], 1).double()
+    sol = torch.linalg.lstsq(A, Y.double()).solution.float()
+    pred = A.float() @ sol
+    rmse = float((pred - Y).pow(2).mean().sqrt())
+    return {"factors": [[round(float(v), 6) for v in row] for row in sol[:-1]],
+            "bias": [round(float(v), 6) for v in sol[-1]]}, rmse
+
+
+def export_pipeline(cfg: TrainConfig, vae, te, unet, tokenizer_dir: Path, scale: float, preview: dict,
+                    out_dir: Path, extra: dict | None = None):
+    """Write a plain diffusers Stable Diffusion folder (fp16 safetensors) + preview.json."""
+    import copy
+
+    import torch
+    from diffusers import DDIMScheduler, StableDiffusionPipeline
+    from transformers import CLIPTokenizer
+
+    vae = copy.deepcopy(vae).to("cpu", torch.float16)
+    vae.register_to_config(scaling_factor=round(scale, 6))
+    te = copy.deepcopy(te).to("cpu", torch.float16)
+    unet = copy.deepcopy(unet).to("cpu", torch.float16)
+    sched = DDIMScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012,
+                          beta_schedule="scaled_linear", clip_sample=False, set_alpha_to_one=False,
+                          steps_offset=1, prediction_type="epsilon")
+    tok = CLIPTokenizer.from_pretrained(str(tokenizer_dir))
+    pipe = StableDiffusionPipeline(vae=vae, text_encoder=te, tokenizer=tok, unet=unet, scheduler=sched,
+                                   safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    tmp = out_dir.with_name(out_dir.name + ".tmp-export")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    pipe.save_pretrained(str(tmp), safe_serialization=True)
+    # the CLIP-format files too (recent transformers writes only tokenizer.json)
+    for name in ("vocab.json", "merges.txt", "special_tokens_map.json"):
+        shutil.copy2(tokenizer_dir / name, tmp / "tokenizer" / name)
+    (tmp / PREVIEW_FILE).write_text(json.dumps(preview, indent=1) + "\n")
+    if extra:
+        (tmp / "training.json").write_text(json.dumps(extra, indent=1) + "\n")
+    # keep hand-written files (model card, images) that already live in the destination
+    if out_dir.exists():
+        for p in out_dir.iterdir():
+            if p.is_file() and not (tmp / p.name).exists():
+                shutil.copy2(p, tmp / p.name)
+        shutil.rmtree(out_dir)
+    os.replace(tmp, out_dir)
+    return out_dir
+
+
+# ----------------------------------------------------------------------------- driver
+
+def train(cfg: TrainConfig, log=print) -> Path:
+    import torch
+
+    from .tokenizer import save_clip_tokenizer
+
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    seed_everything(cfg.seed)
+    device = pick_device(cfg.device)
+    run = Path(cfg.run_dir)
+    run.mkdir(parents=True, exist_ok=True)
+    (run / "config.json").write_text(json.dumps(cfg.to_json(), indent=1))
+    stages = {s.strip() for s in cfg.stages.split(",") if s.strip()}
+    started = time.time()
+    timings_path = run / "timings.json"
+    timings = json.loads(timings_path.read_text()) if timings_path.exists() else {}
+
+    images, captions = load_images(cfg)
+    log(f"dataset: {len(images)} images, {sum(map(len, captions))} captions, device {device}")
+    tok_dir = run / "tokenizer"
+    if not (tok_dir / "vocab.json").exists():
+        save_clip_tokenizer([c for caps in captions for c in caps], tok_dir, model_max_length=cfg.max_length)
+    from transformers import CLIPTokenizer
+
+    tokenizer = CLIPTokenizer.from_pretrained(str(tok_dir))
+
+    t = time.time()
+    vae = train_vae(cfg, images, device, run)
+    timings["vae_s"] = timings.get("vae_s", 0) + (time.time() - t)
+    lat_mean, lat_std, scale = encode_latents(cfg, vae, images, device, run)
+    log(f"latents {tuple(lat_mean.shape[1:])}, scaling factor {scale:.4f}")
+    timings_path.write_text(json.dumps(timings, indent=1))
+    if "unet" not in stages and "export" not in stages:
+        return run
+    t = time.time()
+    te, unet, steps = train_unet(cfg, lat_mean, lat_std, scale, captions, tokenizer, device, run)
+    timings["unet_s"] = timings.get("unet_s", 0) + (time.time() - t)
+    timings_path.write_text(json.dumps(timings, indent=1))
+    if "export" not in stages:
+        return run
+    preview, rmse = fit_preview(vae, lat_mean, scale)
+    log(f"preview map fitted, rmse {rmse:.4f}")
+    extra = {"trainer": "engine.train", "config": cfg.to_json(), "unet_steps_done": steps,
+             "device": str(device), "torch": torch.__version__, "images": len(images),
+             "captions": sum(map(len, captions)), "scaling_factor": scale, "preview_rmse": rmse,
+             "wall_time_s": timings}
+    out = export_pipeline(cfg, vae, te, unet, tok_dir, scale, preview, Path(cfg.out_dir), extra)
+    log(f"exported {out} in {time.time() - started:.0f}s")
+    return out

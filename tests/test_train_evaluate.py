@@ -1,0 +1,38 @@
+import numpy as np
+
+from engine.train.evaluate import embed, plot_losses, retrieval_ranks, save_grid
+
+
+def _images(n=12, size=32):
+    rng = np.random.RandomState(0)
+    return rng.randint(0, 256, (n, size, size, 3)).astype(np.uint8)
+
+
+def test_embedding_is_fixed_and_small():
+    imgs = _images()
+    e = embed(imgs)
+    assert e.shape == (12, 16 * 16 * 3)
+    assert float(e.min()) >= 0 and float(e.max()) <= 1
+    assert np.allclose(embed(imgs).numpy(), e.numpy())
+
+
+def test_retrieval_ranks():
+    imgs = _images()
+    train = embed(imgs)
+    targets = np.arange(12)
+    assert (retrieval_ranks(imgs, targets, train) == 0).all()
+    # the wrong targets are never rank 0
+    shifted = (targets + 1) % 12
+    assert (retrieval_ranks(imgs, shifted, train) > 0).all()
+
+
+def test_grid_and_loss_plot(tmp_path):
+    from PIL import Image
+
+    p = save_grid(_images(10), 4, tmp_path / "g.png", scale=2, labels=["x"] * 10)
+    w, h = Image.open(p).size
+    assert w == 4 * (64 + 2) + 2 and h == 3 * (64 + 2 + 12) + 2
+    (tmp_path / "loss_vae.csv").write_text("step,loss,lr,elapsed_s\n" + "".join(
+        f"{i},{1 / i:.4f},0.001,{i}\n" for i in range(1, 50)))
+    out = plot_losses(tmp_path, tmp_path / "loss.png")
+    assert Image.open(out).size == (840, 260)

@@ -1,0 +1,121 @@
+"""A few steps of every training stage on synthetic images; the export must load as a plain SD pipeline."""
+
+import json
+
+import numpy as np
+import pytest
+
+
+def _synthetic_dataset(folder, n=8, size=16):
+    rng = np.random.RandomState(0)
+    colours = {"red": (220, 30, 30), "blue": (30, 60, 220), "green": (30, 180, 60), "yellow": (240, 210, 40)}
+    images, items = [], []
+    for i in range(n):
+        name, rgb = list(colours.items())[i % 4]
+        img = np.full((size, size, 3), 255, np.uint8)
+        r = 3 + i % 3
+        yy, xx = np.mgrid[:size, :size]
+        mask = (yy - size / 2) ** 2 + (xx - size / 2) ** 2 < r * r if i % 2 else (abs(yy - size / 2) < r) & (abs(xx - size / 2) < r)
+        img[mask] = rgb
+        img = np.clip(img.astype(int) + rng.randint(-5, 5, img.shape), 0, 255).astype(np.uint8)
+        shape = "circle" if i % 2 else "square"
+        images.append(img)
+        items.append({"index": i, "char": "", "captions": [f"{name} {shape}", f"{shape} {i}"]})
+    folder.mkdir(parents=True, exist_ok=True)
+    np.save(folder / "images.npy", np.stack(images))
+    (folder / "captions.json").write_text(json.dumps({"size": size, "count": n, "items": items}))
+
+
+@pytest.fixture
+def tiny_cfg(tmp_path):
+    from engine.train.trainer import TrainConfig
+
+    _synthetic_dataset(tmp_path / "data")
+    return TrainConfig(
+        data_dir=str(tmp_path / "data"), run_dir=str(tmp_path / "run"), out_dir=str(tmp_path / "models" / "tiny"),
+        device="cpu", resolution=16, vae_channels=(8, 16), vae_steps=3, vae_batch=4,
+        text_width=32, text_layers=1, text_heads=2, max_length=16,
+        unet_channels=(32, 32), attention_heads=2, unet_steps=4, batch=4, warmup=2,
+        checkpoint_every=2, log_every=1,
+    )
+
+
+def test_train_export_load_and_resume(tiny_cfg, tmp_path):
+    import torch
+    from diffusers import StableDiffusionPipeline
+
+    from engine.train.trainer import train
+
+    out = train(tiny_cfg, log=lambda *_: None)
+    run = tmp_path / "run"
+    # loss logs: one row per step of each stage
+    vae_rows = (run / "loss_vae.csv").read_text().splitlines()
+    unet_rows = (run / "loss_unet.csv").read_text().splitlines()
+    assert len(vae_rows) == 1 + 3 and len(unet_rows) == 1 + 4
+    assert all(np.isfinite(float(r.split(",")[1])) for r in unet_rows[1:])
+
+    # a plain diffusers folder, fp16 safetensors, no safety checker, and a preview map
+    index = json.loads((out / "model_index.json").read_text())
+    assert index["requires_safety_checker"] is False and index["safety_checker"] == [None, None]
+    for sub in ("unet", "vae", "text_encoder"):
+        files = list((out / sub).glob("*.safetensors"))
+        assert files, sub
+        from safetensors import safe_open
+
+        with safe_open(str(files[0]), "pt") as f:
+            key = next(iter(f.keys()))
+            assert f.get_tensor(key).dtype == torch.float16
+    assert (out / "tokenizer" / "vocab.json").is_file() and (out / "tokenizer" / "merges.txt").is_file()
+    preview = json.loads((out / "preview.json").read_text())
+    assert len(preview["factors"]) == 4 and all(len(r) == 3 for r in preview["factors"])
+    assert len(preview["bias"]) == 3
+
+    pipe = StableDiffusionPipeline.from_pretrained(str(out), torch_dtype=torch.float32)
+    assert pipe.tokenizer.model_max_length == pipe.text_encoder.config.max_position_embeddings == 16
+    assert abs(pipe.vae.config.scaling_factor - 1.0) > 1e-6  # fitted to the latents, not left at 1
+    pipe.set_progress_bar_config(disable=True)
+    img = pipe("red circle", num_inference_steps=2, height=16, width=16, guidance_scale=3.0,
+               generator=torch.Generator().manual_seed(0), output_type="np").images
+    assert img.shape == (1, 16, 16, 3) and np.isfinite(img).all()
+
+    # resumable: asking for more steps continues from the checkpoint instead of starting again
+    tiny_cfg.unet_steps = 6
+    train(tiny_cfg, log=lambda *_: None)
+    unet_rows = (run / "loss_unet.csv").read_text().splitlines()
+    assert [int(r.split(",")[0]) for r in unet_rows[1:]] == [1, 2, 3, 4, 5, 6]
+    assert torch.load(run / "unet.pt", weights_only=False)["step"] == 6
+
+
+def test_training_is_seeded(tiny_cfg, tmp_path):
+    from engine.train.trainer import train
+
+    tiny_cfg.stages = "vae"
+    train(tiny_cfg, log=lambda *_: None)
+    first = (tmp_path / "run" / "loss_vae.csv").read_text().splitlines()
+    tiny_cfg.run_dir = str(tmp_path / "run2")
+    train(tiny_cfg, log=lambda *_: None)
+    second = (tmp_path / "run2" / "loss_vae.csv").read_text().splitlines()
+    assert [r.split(",")[1] for r in first[1:]] == [r.split(",")[1] for r in second[1:]]
+
+
+def test_preview_fit_recovers_a_linear_decoder():
+    import torch
+
+    from engine.train.trainer import fit_preview
+
+    W = torch.tensor([[0.5, -0.2, 0.1], [0.1, 0.4, -0.3], [-0.2, 0.1, 0.6], [0.05, 0.05, 0.05]])
+    b = torch.tensor([0.1, -0.1, 0.0])
+    scale = 0.5
+
+    class LinearVAE:
+        device, dtype = torch.device("cpu"), torch.float32
+
+        def decode(self, z):
+            rgb = torch.einsum("nchw,ck->nkhw", z * scale, W) + b[None, :, None, None]
+            return type("Out", (), {"sample": rgb.repeat_interleave(4, 2).repeat_interleave(4, 3)})
+
+    lat = torch.randn(64, 4, 8, 8)
+    preview, rmse = fit_preview(LinearVAE(), lat, scale, n=64)
+    assert rmse < 1e-4
+    assert np.allclose(preview["factors"], W.numpy(), atol=1e-4)
+    assert np.allclose(preview["bias"], b.numpy(), atol=1e-4)
