@@ -31,6 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .models import native_size
+
 log = logging.getLogger(__name__)
 
 PROMPT = "a lighthouse on a rocky cliff at dawn, oil painting, warm light"
@@ -614,16 +616,6 @@ def _device_label(device: str) -> str:
     return f"CPU ({platform.machine()}, {torch.get_num_threads()} threads)"
 
 
-def _native_size(folder: Path) -> tuple[int, int]:
-    try:
-        unet = json.loads((folder / "unet" / "config.json").read_text(encoding="utf-8"))
-        vae = json.loads((folder / "vae" / "config.json").read_text(encoding="utf-8"))
-        side = int(unet["sample_size"]) * 2 ** (len(vae["block_out_channels"]) - 1)
-        return side, side
-    except (OSError, ValueError, KeyError, TypeError):
-        return 512, 512
-
-
 def summary_line(report: dict) -> str:
     parts = []
     for case in report["cases"]:
@@ -707,7 +699,7 @@ def cmd_bench(args) -> int:
             description = f"{name} architecture (published configs), random weights, {dtype_name}"
         if not (folder / "model_index.json").is_file():
             raise CliError(f"{folder} is not a diffusers model folder (no model_index.json)")
-        size = (ARCHS[name].size,) * 2 if name in ("sd15", "sdxl") else _native_size(folder)
+        size = (ARCHS[name].size,) * 2 if name in ("sd15", "sdxl") else native_size(str(folder))
         print(f"measuring {label} at {size[0]}x{size[1]}, {steps} steps…", file=sys.stderr, flush=True)
         case = run_case(label, folder, device, dtype_name, size, steps, args.cfg, args.sampler, runs,
                         fast_path=not args.no_fast_path, relaunch=not args.no_relaunch, notes=notes,

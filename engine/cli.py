@@ -78,25 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def native_size(model: str) -> tuple[int, int]:
-    """The size a model was trained at, from its U-Net and VAE configs (512×512 when unknown)."""
-    import json
-
-    from .models import resolve
-
-    try:
-        entry = resolve(model)
-        if entry.path.is_dir():
-            unet = json.loads((entry.path / "unet" / "config.json").read_text(encoding="utf-8"))
-            vae = json.loads((entry.path / "vae" / "config.json").read_text(encoding="utf-8"))
-            size = int(unet["sample_size"]) * 2 ** (len(vae["block_out_channels"]) - 1)
-            return size, size
-    except (DarkroomError, OSError, ValueError, KeyError, TypeError):
-        pass
-    return 512, 512
-
-
 def cmd_generate(args) -> int:
+    from .models import native_size
+
     width, height = args.size or native_size(args.model)
     try:
         built = build_request(
@@ -129,7 +113,9 @@ def run_generation(request, args) -> int:
     from .events import Cancelled, Failed, Finished, ImageReady, Progress, Started
     from .gallery import Gallery
 
-    gallery = None if args.out else Gallery()
+    from .settings import load as load_settings
+
+    gallery = None if args.out else Gallery(load_settings()[0].gallery_dir or None)
     done = threading.Event()
     outcome: dict = {"code": EXIT_OK, "saved": []}
     bar = None

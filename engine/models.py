@@ -8,12 +8,13 @@ safe on any thread, imports no torch.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import paths
-from .errors import ModelNotFoundError, ModelUnsupportedError
+from .errors import DarkroomError, ModelNotFoundError, ModelUnsupportedError
 
 CHECKPOINT_SUFFIXES = (".safetensors",)
 UNSAFE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
@@ -104,3 +105,17 @@ def resolve(model: str) -> ModelEntry:
     if _HUB_ID.match(text):
         hint = f" To fetch it from the Hugging Face Hub, run: darkroom models download {text}"
     raise ModelNotFoundError(f"Model {text!r} was not found.{hint}", f"searched: {paths.BUNDLED_MODELS}, {paths.models_dir()}")
+
+
+def native_size(model: str) -> tuple[int, int]:
+    """The size a model was trained at, from its U-Net and VAE configs (512×512 when unknown)."""
+    try:
+        entry = resolve(model)
+        if entry.path.is_dir():
+            unet = json.loads((entry.path / "unet" / "config.json").read_text(encoding="utf-8"))
+            vae = json.loads((entry.path / "vae" / "config.json").read_text(encoding="utf-8"))
+            size = int(unet["sample_size"]) * 2 ** (len(vae["block_out_channels"]) - 1)
+            return size, size
+    except (DarkroomError, OSError, ValueError, KeyError, TypeError):
+        pass
+    return 512, 512

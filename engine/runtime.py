@@ -8,6 +8,7 @@ events it emits and the job's cancel token (and the fast path's compile thread, 
 from __future__ import annotations
 
 import gc
+import os
 import logging
 import time
 from typing import Callable
@@ -22,9 +23,20 @@ from .sampling import Interrupted, StepState, decode, denoise, encode
 log = logging.getLogger(__name__)
 
 
+def cpu_threads() -> int:
+    """Threads for CPU inference: all cores but one. PyTorch's worker threads spin while they wait, so when
+    they fill every core, anything else running (the window, another program) can slow each step many times
+    over; one free core keeps the UI responsive and the speed steady."""
+    return max(1, (os.cpu_count() or 2) - 1)
+
+
 class Runtime:
     def __init__(self, options, emit: Callable[[Event], None]):
-        import torch  # noqa: F401 - the expensive import happens here, on the worker thread
+        # The expensive imports happen here, on the worker thread, while the engine says it is starting: their
+        # native code holds the GIL for a while, better at startup than in the middle of the first generation.
+        import diffusers  # noqa: F401
+        import torch
+        import transformers  # noqa: F401
 
         self._options = options
         self._emit = emit
@@ -32,6 +44,7 @@ class Runtime:
         self._model: LoadedModel | None = None
         self._fast: FastPath | None = None  # the GPU fast path of the loaded model (None: standard path)
         if self.device.device == "cpu":
+            torch.set_num_threads(cpu_threads())
             log.info("running on the CPU with %d threads", torch.get_num_threads())
 
     @property

@@ -49,13 +49,13 @@ from engine.engine import EngineOptions
 from engine.events import Cancelled, Failed, Finished, ImageReady, Preview, Progress, Started, StatusChanged
 from engine.request import GenerationRequest, ValidationError, build_request
 
-from . import settings as settings_mod
+from engine import settings as settings_mod
 from .banner import MessageBanner
 from .bridge import Bridge
 from .canvas import Frame, PreviewCanvas
 from .form import GenerationForm
 from .session import QueueList, Result, SessionStrip
-from .settings import Settings
+from engine.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -182,7 +182,7 @@ class MainWindow(QMainWindow):
             gallery, gallery_error = _open_gallery(settings.gallery_dir or None)
         if gallery is not None and hasattr(gallery, "autosave"):
             gallery.autosave = settings.autosave
-        options = engine_options or EngineOptions()
+        options = engine_options or EngineOptions(fast_path=settings.fast_path)
         self.bridge = Bridge(options, gallery=gallery, parent=self)
 
         self.setWindowTitle("Darkroom")
@@ -563,7 +563,7 @@ class MainWindow(QMainWindow):
 
     def use_native_size(self, model: str | None = None) -> None:
         """Set the size to the one the model was trained at (other sizes work, but look worse)."""
-        from engine.cli import native_size
+        from engine.models import native_size
 
         model = self.form.model_value() if model is None else model
         width, height = native_size(model)

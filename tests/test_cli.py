@@ -78,3 +78,14 @@ def test_cli_does_not_import_qt(tmp_path):
     code = "import sys, engine.cli; engine.cli.build_parser(); print(any(m.startswith('PySide6') for m in sys.modules))"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.stdout.strip() == "False", proc.stderr
+
+
+def test_generate_uses_the_gallery_folder_chosen_in_the_app(tiny_model_dir, tmp_path, capsys):
+    from engine import settings
+
+    chosen = tmp_path / "my pictures"
+    prefs = settings.Settings(gallery_dir=str(chosen))
+    settings.save(prefs)
+    assert main(["generate", "rocket", "--model", str(tiny_model_dir), "--steps", "2", "--size", "64x64", "--quiet"]) == 0
+    saved = capsys.readouterr().out.strip()
+    assert saved.startswith(str(chosen)) and list(chosen.glob("*/*.png"))

@@ -23,7 +23,7 @@ def _run(code: str, timeout: float = 60, **env) -> subprocess.CompletedProcess:
 def test_importing_gui_imports_neither_qt_nor_torch():
     out = _run("""
         import sys
-        import gui, gui.launcher, gui.settings
+        import gui, gui.launcher, engine.settings
         heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("PySide6", "shiboken6", "torch", "diffusers"))
         print("HEAVY", heavy)
     """)

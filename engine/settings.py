@@ -1,7 +1,8 @@
-"""The window's settings: one typed object saved as JSON in :func:`engine.paths.config_dir`.
+"""Darkroom's settings: one typed object saved as JSON in :func:`engine.paths.config_dir`.
 
-Holds the last-used generation parameters, the preview mode, the models a person added by hand and the
-window's geometry. Loading never fails: a missing, unreadable or partly wrong file gives defaults for what is
+Holds the last-used generation parameters, the preview mode, the models a person added by hand, the gallery
+folder and the window's geometry. The window reads and writes it; the CLI reads it, so ``darkroom generate``
+saves into the gallery folder chosen in the app. Loading never fails: a missing, unreadable or partly wrong file gives defaults for what is
 missing or wrong (and ``load_problem`` says what happened). Saving writes a temporary file beside the real one
 and renames it, so a crash never leaves half a file. No Qt here.
 """
@@ -17,8 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine import paths
-from engine.request import DEFAULT_SCHEDULER, SCHEDULERS
+from . import paths
+from .request import DEFAULT_SCHEDULER, SCHEDULERS
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,7 @@ class Settings:
     # view
     preview_mode: str = "x0"
     autosave: bool = True  # save every finished image into the gallery
+    fast_path: bool = True  # GPU fast path (compiled U-Net, CUDA graphs); off: plain eager PyTorch
     gallery_dir: str = ""  # "" means the default gallery folder (engine.paths.default_gallery_dir())
     user_models: list[str] = field(default_factory=list)  # paths added with "Add model…"
     last_dir: str = ""  # last folder used in a file dialog

@@ -7,8 +7,8 @@ import json
 import pytest
 
 from engine import paths
-from gui import settings as settings_mod
-from gui.settings import Settings
+from engine import settings as settings_mod
+from engine.settings import Settings
 
 
 def test_settings_live_in_darkroom_home_and_round_trip(darkroom_home):
