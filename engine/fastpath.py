@@ -450,15 +450,21 @@ class FastPath:
         with self._lock:
             self._shapes[key] = entry
         log.info("compiling the U-Net for %s in the background (%s cache)", key.label, entry.expected)
+        import torch
+
         self._thread = threading.Thread(
-            target=self._compile, args=(key, entry, cond), name="darkroom-compile", daemon=True
+            target=self._compile, args=(key, entry, cond, torch.get_num_threads()), name="darkroom-compile", daemon=True
         )
         self._thread.start()
 
-    def _compile(self, key: ShapeKey, entry: ShapeState, cond) -> None:
+    def _compile(self, key: ShapeKey, entry: ShapeState, cond, threads: int) -> None:
         started = time.perf_counter()
         try:
             import torch
+
+            # The intra-op thread count is per thread and Dynamo guards on it: match the caller's, or the
+            # compiled code would be refused on the worker thread.
+            torch.set_num_threads(threads)
 
             if self._compiled is None:
                 self._compiled = (self._compile_fn or default_compile)(self.unet)
