@@ -6,7 +6,6 @@ import json
 
 import pytest
 
-pytest.importorskip("PySide6")
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QGuiApplication

@@ -8,18 +8,13 @@ import threading
 import numpy as np
 import pytest
 
-pytest.importorskip("pytestqt")
-
 from PySide6.QtCore import QThread  # noqa: E402
 
 from engine.events import Cancelled, Finished, ImageReady, Preview, Progress, Started, StatusChanged  # noqa: E402
 from engine.request import GenerationRequest  # noqa: E402
-from gui.app import qt_binding_problem  # noqa: E402
 from gui.bridge import Bridge, JobInfo, to_qimage  # noqa: E402
 from gui.testing import spin, wait_until  # noqa: E402
 
-_PROBLEM = qt_binding_problem()
-pytestmark = pytest.mark.skipif(bool(_PROBLEM), reason=_PROBLEM or "ok")
 
 REQUEST = GenerationRequest(prompt="x", steps=50, width=64, height=64, seed=5)
 

@@ -9,19 +9,14 @@ import time
 import numpy as np
 import pytest
 
-pytest.importorskip("pytestqt")
-
 from PySide6.QtCore import Qt, QTimer  # noqa: E402
 from PySide6.QtWidgets import QFileDialog, QToolButton  # noqa: E402
 
 from engine.engine import EngineOptions, PreviewOptions  # noqa: E402
 from engine.events import ImageReady, Progress  # noqa: E402
-from gui.app import qt_binding_problem  # noqa: E402
 from gui.main_window import MainWindow  # noqa: E402
 from gui.testing import spin, wait_until  # noqa: E402
 
-_PROBLEM = qt_binding_problem()
-pytestmark = pytest.mark.skipif(bool(_PROBLEM), reason=_PROBLEM or "ok")
 
 
 
@@ -460,12 +455,11 @@ def test_finished_images_are_saved_into_the_chosen_gallery_folder(make_window, t
 def test_first_run_offers_the_bundled_model_at_its_native_size(qtbot):
     from engine import models, paths
 
-    if not (paths.BUNDLED_MODELS / models.DEFAULT_BUNDLED / "model_index.json").is_file():
-        pytest.skip("the bundled model is not in this checkout")
+    assert (paths.BUNDLED_MODELS / models.DEFAULT_BUNDLED / "model_index.json").is_file()
     window = MainWindow(start_engine=False, gallery=None)
     qtbot.addWidget(window)
     assert window.form.model_value() == models.DEFAULT_BUNDLED
-    from engine.cli import native_size
+    from engine.models import native_size
 
     assert (window.form.width_box.value(), window.form.height_box.value()) == native_size(models.DEFAULT_BUNDLED)
     assert native_size(models.DEFAULT_BUNDLED) != (512, 512), "the bundled model's size was not read"

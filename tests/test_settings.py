@@ -53,10 +53,6 @@ def test_wrong_types_fall_back_per_field(darkroom_home):
 
 
 def test_parameters_preview_mode_and_geometry_persist_across_two_windows(qtbot, darkroom_home, tiny_model_dir):
-    from gui.app import qt_binding_problem
-
-    if qt_binding_problem():
-        pytest.skip(qt_binding_problem())
     from gui.main_window import MainWindow
 
     first = MainWindow(start_engine=False, gallery=None)
