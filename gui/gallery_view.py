@@ -592,6 +592,8 @@ class GalleryView(QWidget):
         if result is not None and result.changed:
             self.refresh()
             self._say(f"Gallery updated: {result.added} new, {result.removed} gone.")
+        elif self.status.text() == "Building the gallery index…":
+            self._say("")
         self.rescan_finished.emit(result)
 
     def showEvent(self, event) -> None:

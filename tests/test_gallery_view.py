@@ -297,3 +297,23 @@ def test_image_paths_from_a_drop(qapp, tmp_path):
     mime.setUrls([QUrl.fromLocalFile(str(tmp_path / "a.png")), QUrl("https://example.com/b.png")])
     assert image_paths_from_mime(mime) == [tmp_path / "a.png"]
     assert image_paths_from_mime(QMimeData()) == []
+
+
+def test_first_index_build_message_clears_when_done(qtbot, darkroom_home):
+    from gui.gallery_view import GalleryView
+
+    g = Gallery()
+    g.save(make_ready(prompt="snowman", seed=1))
+    g.close()
+    (darkroom_home / "data" / "gallery.sqlite3").unlink()  # a fresh index: the opening scan builds it
+    g = Gallery()
+    v = GalleryView(g)
+    qtbot.addWidget(v)
+    messages = []
+    v.status_message.connect(messages.append)
+    with qtbot.waitSignal(v.rescan_finished, timeout=5000):
+        v.show()
+    assert "Building the gallery index…" in messages
+    assert v.status.text() != "Building the gallery index…"
+    v.shutdown()
+    g.close()
