@@ -4,6 +4,7 @@
     python3 packaging/bootstrap.py          # set up (first time only) and open the app
     python3 packaging/bootstrap.py test     # set up with the test tools and run the whole test suite
     python3 packaging/bootstrap.py test -k engine   # extra arguments go to pytest
+    python3 packaging/bootstrap.py shortcut # Linux: add Darkroom to the desktop's application menu
 
 Needs Python 3.11 or newer and the package index. PyTorch is installed only when the virtual environment has
 none, so a GPU build installed there beforehand is kept.
@@ -47,7 +48,7 @@ def venv_python() -> Path:
 
 
 def pip(*args: str) -> None:
-    subprocess.run([str(venv_python()), "-m", "pip", "install", "--disable-pip-version-check", *args], check=True)
+    subprocess.run([str(venv_python()), "-m", "pip", "install", "--disable-pip-version-check", "--quiet", *args], check=True)
 
 
 def ensure_environment(extras: str) -> None:
@@ -103,12 +104,35 @@ def run_tests(args: list[str]) -> int:
     return subprocess.call([str(venv_python()), "-m", "pytest", *args], cwd=ROOT, env=env)
 
 
+def install_shortcut() -> int:
+    """Write a freedesktop.org launcher for this checkout into the user's application menu (Linux)."""
+    if not sys.platform.startswith("linux"):
+        say("the shortcut command is for Linux desktops; on other systems run darkroom-app from .venv")
+        return 1
+    ensure_environment("")
+    apps = Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local/share")) / "applications"
+    apps.mkdir(parents=True, exist_ok=True)
+    launcher = VENV / "bin" / "darkroom-app"
+    icon = ROOT / "resources" / "icons" / "darkroom.svg"
+    entry = apps / "darkroom.desktop"
+    entry.write_text(
+        "[Desktop Entry]\nType=Application\nName=Darkroom\nGenericName=Image generator\n"
+        "Comment=Watch pictures develop out of noise\n"
+        f"Exec={launcher}\nIcon={icon}\nTerminal=false\nCategories=Graphics;\n",
+        encoding="utf-8",
+    )
+    say(f"added {entry}")
+    return 0
+
+
 def main(argv: list[str]) -> int:
     if argv and argv[0] in ("-h", "--help"):
         print(__doc__)
         return 0
     if argv and argv[0] == "test":
         return run_tests(argv[1:])
+    if argv and argv[0] == "shortcut":
+        return install_shortcut()
     if argv and argv[0] == "run":
         argv = argv[1:]
     return run_app(argv)
