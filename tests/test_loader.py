@@ -139,3 +139,38 @@ def test_bundled_default_model_leads_the_list(tmp_path, monkeypatch, tiny_model_
     monkeypatch.setattr(paths, "BUNDLED_MODELS", bundled)
     names = [e.name for e in models.available_models()]
     assert names[0] == models.DEFAULT_BUNDLED and "aaa" in names
+
+
+class _OverflowingVae:
+    """Decodes to NaN in half precision (as SD VAEs can), correctly in float32."""
+
+    def __init__(self):
+        import torch
+
+        self.dtype = torch.float16
+        self.config = type("Config", (), {"scaling_factor": 0.5, "shift_factor": None, "force_upcast": False})()
+        self.calls = []
+
+    def to(self, dtype):
+        self.dtype = dtype
+        return self
+
+    def decode(self, latents, return_dict=False):
+        import torch
+
+        self.calls.append(latents.dtype)
+        out = torch.zeros(1, 3, 8, 8, dtype=self.dtype)
+        return (out * float("nan") if self.dtype == torch.float16 else out + 0.5,)
+
+
+def test_half_precision_overflow_is_redecoded_in_float32_never_black():
+    from types import SimpleNamespace
+
+    import torch
+
+    vae = _OverflowingVae()
+    model = SimpleNamespace(pipe=SimpleNamespace(vae=vae))
+    image, notes = decode(model, torch.zeros(1, 4, 1, 1))
+    assert vae.calls == [torch.float16, torch.float32] and vae.dtype == torch.float32
+    assert image.dtype == np.uint8 and (image == 191).all()  # (0.5/2 + 0.5) * 255, not a black square
+    assert notes and "full precision" in notes[0]
