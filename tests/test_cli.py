@@ -89,3 +89,24 @@ def test_generate_uses_the_gallery_folder_chosen_in_the_app(tiny_model_dir, tmp_
     assert main(["generate", "rocket", "--model", str(tiny_model_dir), "--steps", "2", "--size", "64x64", "--quiet"]) == 0
     saved = capsys.readouterr().out.strip()
     assert saved.startswith(str(chosen)) and list(chosen.glob("*/*.png"))
+
+
+def test_parameters_read_back_from_a_saved_png_remake_identical_pixels(tiny_model_dir, tmp_path, capsys):
+    import numpy as np
+
+    from engine.gallery import read_parameters
+
+    args = ["--model", str(tiny_model_dir), "--steps", "3", "--size", "64x64", "--quiet", "--scheduler", "Euler a",
+            "--cfg", "6.5", "--negative", "blurry"]
+    assert main(["generate", "a snowman, winter", *args, "--out", str(tmp_path / "a")]) == 0
+    first = capsys.readouterr().out.strip()
+    request = read_parameters(first).build().request  # the recipe, as "Use all parameters" reads it
+    assert request.seed != 0 and request.negative_prompt == "blurry" and request.scheduler == "Euler a"
+    again = ["generate", request.prompt, "--seed", str(request.seed), "--negative", request.negative_prompt,
+             "--model", request.model, "--steps", str(request.steps), "--cfg", str(request.cfg),
+             "--size", f"{request.width}x{request.height}", "--scheduler", request.scheduler, "--quiet",
+             "--out", str(tmp_path / "b")]
+    assert main(again) == 0
+    second = capsys.readouterr().out.strip()
+    with Image.open(first) as a, Image.open(second) as b:
+        assert np.array_equal(np.asarray(a), np.asarray(b))
