@@ -135,22 +135,9 @@ TARGETS = {
 
 def _byte_tokenizer(folder: Path):
     """A CLIP tokenizer over the 256 byte symbols (no merges): real token counts, no download."""
-    from transformers import CLIPTokenizer
+    from .train.tokenizer import byte_level_tokenizer
 
-    folder.mkdir(parents=True, exist_ok=True)
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    symbols = [chr(c) for c in cs]
-    vocab = symbols + [s + "</w>" for s in symbols] + ["<|startoftext|>", "<|endoftext|>"]
-    (folder / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(vocab)}), encoding="utf-8")
-    (folder / "merges.txt").write_text("#version: 0.2\n", encoding="utf-8")
-    return CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=77), len(vocab)
+    return byte_level_tokenizer(folder)
 
 
 def build_components(arch: Arch, device: str = "cpu", dtype=None):

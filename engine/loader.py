@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -141,10 +140,10 @@ def model_hash(entry: ModelEntry) -> str:
     value = digest.hexdigest()[:10]
     cache[key] = value
     try:
+        from .gallery.store import write_file_replacing
+
         cache_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(cache), encoding="utf-8")
-        os.replace(tmp, cache_file)
+        write_file_replacing(cache_file, json.dumps(cache).encode("utf-8"), durable=False)
     except OSError:
         log.warning("could not write %s", cache_file)
     return value

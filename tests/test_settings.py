@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
 
 from engine import paths
 from engine import settings as settings_mod

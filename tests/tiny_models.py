@@ -6,33 +6,13 @@ path without a network. Seeds are fixed so every build gives the same weights.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 
-def _byte_symbols() -> list[str]:
-    """The 256 printable stand-ins for bytes that GPT-2/CLIP byte-level BPE uses."""
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return [chr(c) for c in cs]
-
-
 def _byte_vocab_tokenizer(folder: Path):
-    from transformers import CLIPTokenizer
+    from engine.train.tokenizer import byte_level_tokenizer
 
-    folder.mkdir(parents=True, exist_ok=True)
-    symbols = _byte_symbols()
-    vocab_list = symbols + [s + "</w>" for s in symbols] + ["<|startoftext|>", "<|endoftext|>"]
-    (folder / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(vocab_list)}), encoding="utf-8")
-    (folder / "merges.txt").write_text("#version: 0.2\n", encoding="utf-8")
-    tok = CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=77)
-    return tok, len(vocab_list)
+    return byte_level_tokenizer(folder)
 
 
 def build_tiny_sd(folder: Path, *, sample_size: int = 8, seed: int = 0) -> Path:

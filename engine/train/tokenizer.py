@@ -36,6 +36,21 @@ def bytes_to_unicode() -> dict[int, str]:
     return dict(zip(bs, (chr(c) for c in cs)))
 
 
+def byte_level_tokenizer(folder: Path, model_max_length: int = 77):
+    """A CLIP tokenizer over the 256 byte symbols and no merges, saved in ``folder``: any text tokenizes, and
+    token counts match a real CLIP tokenizer's worst case. Returns (tokenizer, vocabulary size); the start and
+    end tokens are the last two ids. For random-weight models (tests, benchmarks) that need no real vocabulary."""
+    from transformers import CLIPTokenizer
+
+    folder.mkdir(parents=True, exist_ok=True)
+    symbols = list(bytes_to_unicode().values())
+    vocab = symbols + [s + "</w>" for s in symbols] + [BOS, EOS]
+    (folder / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(vocab)}), encoding="utf-8")
+    (folder / "merges.txt").write_text("#version: 0.2\n", encoding="utf-8")
+    tokenizer = CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=model_max_length)
+    return tokenizer, len(vocab)
+
+
 def _normalise(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip().lower()
 
