@@ -306,8 +306,12 @@ class EngineRunner:
         self.folder = folder
         self._lock = threading.Lock()
         self._job: dict | None = None
+        import torch
+
+        # The same CPU thread count as the stock pipeline on this thread, so both sides get the same cores.
         self.engine = Engine(self._on_event, EngineOptions(device=device, fast_path=fast_path,
-                                                           preview=PreviewOptions(mode="x0", interval_s=0.0)))
+                                                           preview=PreviewOptions(mode="x0", interval_s=0.0),
+                                                           cpu_threads=torch.get_num_threads()))
         self.engine.start()
 
     def _on_event(self, event) -> None:
@@ -644,6 +648,11 @@ def cmd_bench(args) -> int:
     if device == "cuda" and not torch.cuda.is_available():
         raise CliError("--device cuda: no CUDA GPU is available here")
     gpu = device == "cuda"
+    if not gpu:
+        from .runtime import cpu_threads
+
+        # Both sides run with the thread count the app uses on this machine, one pool at a time.
+        torch.set_num_threads(cpu_threads())
     steps = args.steps or (4 if args.quick else 30)
     runs = args.runs or (1 if args.quick else 3 if gpu else 5)
     notes: list[str] = []

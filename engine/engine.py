@@ -41,6 +41,7 @@ class EngineOptions:
     device: str | None = None  # "cuda", "mps", "cpu" or None for the best available
     fast_path: bool = True  # GPU fast path (channels_last, torch.compile with CUDA graphs); ignored on CPU
     preview: PreviewOptions = PreviewOptions()
+    cpu_threads: int | None = None  # CPU inference threads; None: all cores but one (see runtime.cpu_threads)
 
 
 class CancelToken:

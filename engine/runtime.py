@@ -44,7 +44,7 @@ class Runtime:
         self._model: LoadedModel | None = None
         self._fast: FastPath | None = None  # the GPU fast path of the loaded model (None: standard path)
         if self.device.device == "cpu":
-            torch.set_num_threads(cpu_threads())
+            torch.set_num_threads(options.cpu_threads or cpu_threads())
             log.info("running on the CPU with %d threads", torch.get_num_threads())
 
     @property
