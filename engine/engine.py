@@ -127,6 +127,10 @@ class Engine:
         self._preview = options  # read once per step by the worker; assignment is atomic
 
     @property
+    def options(self) -> EngineOptions:
+        return self._options
+
+    @property
     def preview(self) -> PreviewOptions:
         return self._preview
 

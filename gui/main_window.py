@@ -398,6 +398,13 @@ class MainWindow(QMainWindow):
         self.gallery_tab_action = action("&Gallery", lambda: self.tabs.setCurrentIndex(1), ("Ctrl+2",))
         self.about_action = action("&About Darkroom", self.show_about)
         self.shortcuts_action = action("&Keyboard shortcuts", self.show_shortcuts, ("F1",))
+        self.fast_path_action = action("GPU &fast path (compiled, from the next launch)", self.set_fast_path)
+        self.fast_path_action.setCheckable(True)
+        self.fast_path_action.setChecked(self.settings.fast_path)
+        self.fast_path_action.setStatusTip(
+            "On a CUDA GPU, compile the U-Net in the background and replay it as a CUDA graph. Takes effect "
+            "the next time Darkroom starts; turn it off if generation on your GPU misbehaves."
+        )
 
         self.preview_group = QActionGroup(self)
         self.preview_group.setExclusive(True)
@@ -418,6 +425,11 @@ class MainWindow(QMainWindow):
 
         self.generate_button.clicked.connect(self.generate)
         self.cancel_button.clicked.connect(self.cancel_current)
+
+    def set_fast_path(self, on: bool) -> None:
+        """Remember the GPU fast path choice; the engine reads it when it starts."""
+        self.settings.fast_path = bool(on)
+        self.banner.info("The GPU fast path will be " + ("on" if on else "off") + " from the next launch.")
 
     def _build_menus(self) -> None:
         bar = self.menuBar()
@@ -448,6 +460,8 @@ class MainWindow(QMainWindow):
         view_menu.addSeparator()
         view_menu.addAction(self.create_tab_action)
         view_menu.addAction(self.gallery_tab_action)
+        view_menu.addSeparator()
+        view_menu.addAction(self.fast_path_action)
         help_menu = bar.addMenu("&Help")
         help_menu.addAction(self.shortcuts_action)
         help_menu.addAction(self.about_action)

@@ -485,3 +485,19 @@ def test_a_bug_in_a_slot_shows_in_the_banner_and_the_app_keeps_running(make_wind
     message = window.banner.message()
     assert "kaboom" in message.text and "broken_slot" in message.details
     assert window.generate_button.isEnabled()
+
+
+def test_fast_path_toggle_is_saved_and_used_by_the_next_engine(qtbot, darkroom_home):
+    from engine import settings as settings_mod
+
+    window = MainWindow(start_engine=False, gallery=None)
+    qtbot.addWidget(window)
+    assert window.fast_path_action.isChecked() and window.bridge.engine.options.fast_path
+    window.fast_path_action.trigger()
+    assert "next launch" in window.banner.text()
+    window.close()
+    assert settings_mod.load()[0].fast_path is False
+    again = MainWindow(start_engine=False, gallery=None)
+    qtbot.addWidget(again)
+    assert not again.fast_path_action.isChecked() and again.bridge.engine.options.fast_path is False
+    again.close()
