@@ -38,13 +38,30 @@ class Conditioning:
     cfg: bool
 
 
-@dataclass
 class StepState:
-    step: int  # completed steps, 1-based
-    total: int
-    latents: Any  # x_t after this step, in the scheduler's space
-    x0: Any  # the model's current estimate of the clean latent
-    xt_view: Any  # the noisy latent normalised to unit variance, for the "noisy latent" preview
+    """One finished step. ``x0`` (the model's current estimate of the clean latent) and ``xt_view`` (the noisy
+    latent normalised to unit variance) are computed only when a preview asks for them, so throttled or
+    switched-off previews add no work to the loop."""
+
+    def __init__(self, step: int, total: int, latents: Any, views: Callable[[], tuple[Any, Any]]):
+        self.step = step  # completed steps, 1-based
+        self.total = total
+        self.latents = latents  # x_t after this step, in the scheduler's space
+        self._views = views
+        self._cached: tuple[Any, Any] | None = None
+
+    def _get(self) -> tuple[Any, Any]:
+        if self._cached is None:
+            self._cached = self._views()
+        return self._cached
+
+    @property
+    def x0(self):
+        return self._get()[0]
+
+    @property
+    def xt_view(self):
+        return self._get()[1]
 
 
 def encode(model: LoadedModel, request: GenerationRequest, height: int, width: int) -> Conditioning:
@@ -135,38 +152,53 @@ def denoise(
                 uncond, text = out.chunk(2)
                 out = uncond + request.cfg * (text - uncond)
 
-            # x0 from the current sample and the model output, in float32.
-            x = latents.float()
-            o = out.float()
+            # Read before stepping (scheduler.step advances step_index); x0 itself is computed lazily.
             if spec.sigma_space:
                 if fast:  # a host number: no copy to the GPU
                     sigma = float(scheduler.sigmas[scheduler.step_index])
                 else:
                     sigma = scheduler.sigmas[scheduler.step_index].to(device=device, dtype=torch.float32)
-                if prediction == "v_prediction":
-                    x0 = x / (sigma**2 + 1) - o * sigma / (sigma**2 + 1) ** 0.5
-                else:
-                    x0 = x - sigma * o
-                xt_view = x / (sigma**2 + 1) ** 0.5
+                views = _sigma_views(latents, out, sigma, prediction)
             else:
                 a = alphas[int(t)]
                 if fast:
                     root_a, root_1a = math.sqrt(float(a)), math.sqrt(1.0 - float(a))
                 else:
                     root_a, root_1a = a.sqrt(), (1 - a).sqrt()
-                if prediction == "v_prediction":
-                    x0 = root_a * x - root_1a * o
-                else:
-                    x0 = (x - root_1a * o) / root_a
-                xt_view = x
+                views = _alpha_views(latents, out, root_a, root_1a, prediction)
 
             latents = scheduler.step(out, t, latents, return_dict=False, **step_kwargs)[0]
             # Second-order samplers (Heun) evaluate the model about twice per step: report whole steps only.
             completed = (i + 1) * request.steps // len(timesteps)
             if completed > done:
                 done = completed
-                on_step(StepState(done, request.steps, latents, x0, xt_view))
+                on_step(StepState(done, request.steps, latents, views))
     return latents
+
+
+def _sigma_views(latents, out, sigma, prediction: str) -> Callable[[], tuple[Any, Any]]:
+    """x0 and the unit-variance noisy latent for k-diffusion style samplers, where x = x0 + σ·ε."""
+
+    def views():
+        x, o = latents.float(), out.float()
+        if prediction == "v_prediction":
+            x0 = x / (sigma**2 + 1) - o * sigma / (sigma**2 + 1) ** 0.5
+        else:
+            x0 = x - sigma * o
+        return x0, x / (sigma**2 + 1) ** 0.5
+
+    return views
+
+
+def _alpha_views(latents, out, root_a, root_1a, prediction: str) -> Callable[[], tuple[Any, Any]]:
+    """x0 and the noisy latent for samplers holding x_t = √ᾱ·x0 + √(1−ᾱ)·ε."""
+
+    def views():
+        x, o = latents.float(), out.float()
+        x0 = root_a * x - root_1a * o if prediction == "v_prediction" else (x - root_1a * o) / root_a
+        return x0, x
+
+    return views
 
 
 def decode(model: LoadedModel, latents, half_first: bool = False) -> tuple[np.ndarray, tuple[str, ...]]:
