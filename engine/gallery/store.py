@@ -125,6 +125,14 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+def _discard(tmp: Path) -> None:
+    """Remove a temporary file if it is still there; a leftover is cleaned up by a later rescan."""
+    try:
+        os.unlink(tmp)
+    except OSError:
+        pass
+
+
 def temp_name() -> str:
     return f"{TEMP_PREFIX}{_HOST}-{os.getpid()}-{secrets.token_hex(6)}{TEMP_SUFFIX}"
 
@@ -141,10 +149,7 @@ def _write_temp(folder: Path, data: bytes, durable: bool) -> Path:
         finally:
             os.close(fd)
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+        _discard(tmp)
         raise
     return tmp
 
@@ -176,11 +181,7 @@ def write_new_file(folder: Path, make_name, data: bytes, *, durable: bool = True
             return final
         raise FileExistsError(errno.EEXIST, "no free file name", str(folder))
     finally:
-        if tmp.exists():
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
+        _discard(tmp)
 
 
 def write_file_replacing(path: Path, data: bytes, *, durable: bool = True) -> Path:
@@ -190,10 +191,7 @@ def write_file_replacing(path: Path, data: bytes, *, durable: bool = True) -> Pa
     try:
         os.replace(tmp, path)
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+        _discard(tmp)
         raise
     if durable:
         _fsync_dir(folder)
