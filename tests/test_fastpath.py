@@ -201,7 +201,12 @@ def test_one_compile_at_a_time_and_no_compiled_calls_meanwhile(tmp_path):
         gate.set()
     assert fast.wait(10)
     assert fast.forward_for(a, cond) is not None
-    assert fast.forward_for(b, cond) is None and fast.state(b) == "compiling"
+    second = threading.Event()
+    compile_fn.block = second  # hold b's compile so its state can be seen mid-way
+    try:
+        assert fast.forward_for(b, cond) is None and fast.state(b) == "compiling"
+    finally:
+        second.set()
     fast.wait(10)
 
 
