@@ -1,44 +1,33 @@
-"""The one object that carries everything a generation needs into the engine.
+"""The one object that carries everything a generation needs into the engine: a recipe with parts.
 
-A :class:`GenerationRequest` is frozen and always valid: build it with :func:`build_request`, which checks
-every field, resolves a "random" seed into the integer actually used and rounds sizes to the model's
-multiple (returning a notice that says so). The engine never reads widgets or settings, only requests.
-Safe to use from any thread.
+A :class:`GenerationRequest` is frozen and always valid: build it with :func:`build_request`, which checks every
+core field against the registry (:mod:`engine.fields`), resolves a "random" seed into the integer actually used
+and rounds sizes to the model's multiple (returning a notice that says so). Beside the core fields it holds
+optional parts, each self-validating and empty until a feature uses it: a source image with its strength, a
+mask, LoRA references and control inputs. Images are referenced by content hash and path, never embedded.
+The engine never reads widgets or settings, only requests. Safe to use from any thread.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-import secrets
+import re
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-SEED_MAX = 2**32 - 1
-STEPS_RANGE = (1, 150)
-CFG_RANGE = (0.0, 30.0)
-SIZE_RANGE = (64, 2048)
-BATCH_RANGE = (1, 100)
-#: Latent downsampling of every supported family (SD1.x, SD2.x, SDXL): sizes must be multiples of it.
-SIZE_MULTIPLE = 8
+from .fields import FIELD, FIELDS, SEED_MAX, SIZE_MULTIPLE, check_text, parse_seed, random_seed
 
-#: Sampler names as people know them from AUTOMATIC1111, in menu order.
-SCHEDULERS = (
-    "Euler",
-    "Euler a",
-    "Heun",
-    "DPM++ 2M",
-    "DPM++ 2M Karras",
-    "DPM++ 2M SDE Karras",
-    "DDIM",
-    "DDPM",
-    "UniPC",
-    "LCM",
-)
-DEFAULT_SCHEDULER = "DPM++ 2M"
+__all__ = [
+    "SEED_MAX", "SIZE_MULTIPLE", "REQUEST_FORMAT_VERSION", "ValidationError", "ImageRef", "SourceImage", "MaskPart",
+    "LoraRef", "ControlPart", "PART_NAMES", "GenerationRequest", "BuiltRequest", "build_request", "parse_seed", "random_seed",
+]
 
-#: Version of the JSON form written by :meth:`GenerationRequest.to_dict`.
-REQUEST_FORMAT_VERSION = 1
+#: Version of the JSON form written by :meth:`GenerationRequest.to_dict` (1: flat fields with "scheduler").
+REQUEST_FORMAT_VERSION = 2
+
+RESIZE_MODES = ("fit", "fill", "stretch")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
 class ValidationError(ValueError):
@@ -49,35 +38,207 @@ class ValidationError(ValueError):
         super().__init__("; ".join(self.errors.values()))
 
 
+def _mapping(data: Any, what: str) -> Mapping[str, Any]:
+    if not isinstance(data, Mapping):
+        raise ValueError(f"The {what} must be a JSON object.")
+    return data
+
+
+def _fraction(value: Any, label: str, lo: float = 0.0, hi: float = 1.0) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{label} must be a number from {lo:g} to {hi:g}.")
+    if not lo <= value <= hi:
+        raise ValueError(f"{label} must be from {lo:g} to {hi:g}; got {value:g}.")
+    return float(value)
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    """An image a recipe uses, by content (SHA-256 of the file's bytes) and where it was stored. The hash is
+    what counts: a file at ``path`` with other content is not this image."""
+
+    sha256: str
+    path: str
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.sha256, str) or not _SHA256.match(self.sha256):
+            raise ValueError("An image reference needs the SHA-256 of the image (64 lower-case hex digits).")
+        check_text(self.path, "An image path", max_chars=4096, single_line=True)
+        if not self.path:
+            raise ValueError("An image reference needs a path.")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"sha256": self.sha256, "path": self.path}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "ImageRef":
+        data = _mapping(data, "image reference")
+        return cls(data.get("sha256"), data.get("path"))
+
+
+@dataclass(frozen=True)
+class SourceImage:
+    """img2img: start from ``image``, noised so that ``strength`` of the schedule is left to run."""
+
+    image: ImageRef
+    strength: float = 0.75
+    resize: str = "fit"  # how a source of another size is fitted: "fit", "fill" (crop) or "stretch"
+
+    def __post_init__(self) -> None:
+        _fraction(self.strength, "Denoising strength")
+        if self.resize not in RESIZE_MODES:
+            raise ValueError(f"Resize mode must be one of {', '.join(RESIZE_MODES)}.")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"image": self.image.to_dict(), "strength": self.strength, "resize": self.resize}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "SourceImage":
+        data = _mapping(data, "source image")
+        return cls(ImageRef.from_dict(data.get("image")), data.get("strength", 0.75), data.get("resize", "fit"))
+
+
+@dataclass(frozen=True)
+class MaskPart:
+    """Inpainting: white pixels of ``image`` are repainted; ``blur`` softens its edge (pixels)."""
+
+    image: ImageRef
+    blur: int = 4
+    invert: bool = False
+
+    def __post_init__(self) -> None:
+        if isinstance(self.blur, bool) or not isinstance(self.blur, int) or not 0 <= self.blur <= 256:
+            raise ValueError("Mask blur must be a whole number of pixels from 0 to 256.")
+        if not isinstance(self.invert, bool):
+            raise ValueError("Mask invert must be true or false.")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"image": self.image.to_dict(), "blur": self.blur, "invert": self.invert}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "MaskPart":
+        data = _mapping(data, "mask")
+        return cls(ImageRef.from_dict(data.get("image")), data.get("blur", 4), data.get("invert", False))
+
+
+@dataclass(frozen=True)
+class LoraRef:
+    """A LoRA applied with ``weight``, by name (as in ``<lora:name:weight>``) and, once resolved, file hash."""
+
+    name: str
+    weight: float = 1.0
+    sha256: str = ""
+
+    def __post_init__(self) -> None:
+        check_text(self.name, "A LoRA name", max_chars=255, single_line=True)
+        if not self.name.strip():
+            raise ValueError("A LoRA needs a name.")
+        _fraction(self.weight, f"The weight of LoRA {self.name[:40]!r}", -10.0, 10.0)
+        if self.sha256 and not _SHA256.match(self.sha256):
+            raise ValueError(f"The hash of LoRA {self.name[:40]!r} is not a SHA-256.")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "weight": self.weight, "sha256": self.sha256}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "LoraRef":
+        data = _mapping(data, "LoRA")
+        return cls(data.get("name"), data.get("weight", 1.0), data.get("sha256", ""))
+
+
+@dataclass(frozen=True)
+class ControlPart:
+    """A control model steering the layout with ``image``, at ``weight``, over a fraction of the steps."""
+
+    model: str
+    image: ImageRef
+    weight: float = 1.0
+    start: float = 0.0
+    end: float = 1.0
+
+    def __post_init__(self) -> None:
+        check_text(self.model, "A control model", max_chars=4096, single_line=True)
+        if not self.model.strip():
+            raise ValueError("A control input needs a control model.")
+        _fraction(self.weight, "Control weight", 0.0, 2.0)
+        _fraction(self.start, "Control start")
+        _fraction(self.end, "Control end")
+        if self.start > self.end:
+            raise ValueError("A control input must start before it ends.")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": self.model, "image": self.image.to_dict(), "weight": self.weight, "start": self.start,
+                "end": self.end}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "ControlPart":
+        data = _mapping(data, "control input")
+        return cls(data.get("model"), ImageRef.from_dict(data.get("image")), data.get("weight", 1.0),
+                   data.get("start", 0.0), data.get("end", 1.0))
+
+
+#: The optional parts: name → (class of one item, whether the request holds a tuple of them).
+_PARTS: dict[str, tuple[type, bool]] = {
+    "source": (SourceImage, False),
+    "mask": (MaskPart, False),
+    "loras": (LoraRef, True),
+    "controls": (ControlPart, True),
+}
+
+
+PART_NAMES: tuple[str, ...] = tuple(_PARTS)
+
+
 @dataclass(frozen=True)
 class GenerationRequest:
     """A complete, validated recipe. ``model`` is a model name or a path ("" means the default model)."""
 
     prompt: str
-    negative_prompt: str = ""
+    negative_prompt: str = FIELD["negative_prompt"].default
     seed: int = 0
-    steps: int = 25
-    cfg: float = 7.0
-    width: int = 512
-    height: int = 512
-    scheduler: str = DEFAULT_SCHEDULER
-    model: str = ""
-    batch_count: int = 1
+    steps: int = FIELD["steps"].default
+    cfg: float = FIELD["cfg"].default
+    width: int = FIELD["width"].default
+    height: int = FIELD["height"].default
+    sampler: str = FIELD["sampler"].default
+    model: str = FIELD["model"].default
+    batch_count: int = FIELD["batch_count"].default
+    source: SourceImage | None = None
+    mask: MaskPart | None = None
+    loras: tuple[LoraRef, ...] = ()
+    controls: tuple[ControlPart, ...] = ()
 
     def image_request(self, index: int) -> "GenerationRequest":
         """The request that remakes image ``index`` of this batch alone (seed + index, batch of one)."""
         return dataclasses.replace(self, seed=(self.seed + index) % (SEED_MAX + 1), batch_count=1)
 
+    @property
+    def parts(self) -> tuple[str, ...]:
+        """Names of the optional parts this request uses."""
+        return tuple(name for name in _PARTS if getattr(self, name))
+
+    def core(self) -> dict[str, Any]:
+        """The core fields, keyed by registry name."""
+        return {f.name: getattr(self, f.name) for f in FIELDS}
+
     def to_dict(self) -> dict[str, Any]:
-        return {"version": REQUEST_FORMAT_VERSION, **dataclasses.asdict(self)}
+        """JSON-safe form (format 2): the core fields, then only the parts in use."""
+        data: dict[str, Any] = {"version": REQUEST_FORMAT_VERSION, **self.core()}
+        for name, (_, many) in _PARTS.items():
+            value = getattr(self, name)
+            if value:
+                data[name] = [item.to_dict() for item in value] if many else value.to_dict()
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "BuiltRequest":
-        """Validate a dict (e.g. read from JSON) into a request. Unknown keys are ignored."""
+        """Validate a dict read from JSON (format 1 or 2) into a request. Unknown keys are ignored."""
         if not isinstance(data, Mapping):
             raise ValidationError({"request": "Parameters must be a JSON object."})
-        fields = {f.name for f in dataclasses.fields(cls)}
-        return build_request(**{k: v for k, v in data.items() if k in fields})
+        values = {k: v for k, v in data.items() if k in FIELD or k in _PARTS}
+        if "sampler" not in values and "scheduler" in data:  # format 1 called the sampler "scheduler"
+            values["sampler"] = data["scheduler"]
+        return build_request(**values)
 
 
 @dataclass(frozen=True)
@@ -86,120 +247,51 @@ class BuiltRequest:
     notices: tuple[str, ...] = ()
 
 
-def parse_seed(value: Any) -> int | None:
-    """An integer seed in [0, 2³²−1], or None for "random". Raises ValueError with a message for people."""
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        raise ValueError("Seed must be a whole number or \"random\".")
-    if isinstance(value, str):
-        text = value.strip().lower()
-        if text in ("", "random", "-1"):
-            return None
-        try:
-            value = int(text, 10)
-        except ValueError:
-            raise ValueError(f"Seed must be a whole number from 0 to {SEED_MAX} or \"random\", not {value.strip()[:40]!r}.") from None
-    if isinstance(value, float):
-        if not value.is_integer():
-            raise ValueError("Seed must be a whole number.")
-        value = int(value)
-    if not isinstance(value, int):
-        raise ValueError("Seed must be a whole number or \"random\".")
-    if value == -1:
-        return None
-    if not 0 <= value <= SEED_MAX:
-        raise ValueError(f"Seed must be between 0 and {SEED_MAX}; {value} is out of range.")
-    return value
+def _part(name: str, value: Any) -> Any:
+    """A part from a part object, a JSON dict, or (for lists) a list of either. Raises ValueError."""
+    kind, many = _PARTS[name]
+    if many:
+        if value is None:
+            return ()
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"The {name} must be a list.")
+        return tuple(item if isinstance(item, kind) else kind.from_dict(item) for item in value)
+    if value is None or isinstance(value, kind):
+        return value
+    return kind.from_dict(value)
 
 
-def random_seed() -> int:
-    return secrets.randbelow(SEED_MAX + 1)
+def build_request(**values: Any) -> BuiltRequest:
+    """Check every field and part and build a request, or raise :class:`ValidationError` listing every bad one.
 
-
-def _int_in(errors: dict, name: str, label: str, value: Any, lo: int, hi: int) -> int | None:
-    if isinstance(value, bool):
-        value = None
-    if isinstance(value, str):
-        try:
-            value = int(value.strip())
-        except ValueError:
-            value = None
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if not isinstance(value, int):
-        errors[name] = f"{label} must be a whole number from {lo} to {hi}."
-        return None
-    if not lo <= value <= hi:
-        errors[name] = f"{label} must be from {lo} to {hi}; got {value}."
-        return None
-    return value
-
-
-def build_request(
-    prompt: Any = "",
-    negative_prompt: Any = "",
-    seed: Any = "random",
-    steps: Any = 25,
-    cfg: Any = 7.0,
-    width: Any = 512,
-    height: Any = 512,
-    scheduler: Any = DEFAULT_SCHEDULER,
-    model: Any = "",
-    batch_count: Any = 1,
-) -> BuiltRequest:
-    """Check every field and build a request, or raise :class:`ValidationError` listing every bad field.
-
-    A "random" seed (or None, "", -1) is replaced by a fresh random integer so the request records the seed
-    actually used. Sizes that are not multiples of 8 are rounded to the nearest multiple, with a notice.
+    Takes registry field names (missing ones take their defaults) and part names. A "random" seed (or None,
+    "", -1) is replaced by a fresh random integer so the request records the seed actually used. Sizes that are
+    not multiples of 8 are rounded to the nearest multiple, with a notice.
     """
+    unknown = set(values) - set(FIELD) - set(_PARTS)
+    if unknown:
+        raise TypeError(f"build_request() got unknown fields: {', '.join(sorted(unknown))}")
     errors: dict[str, str] = {}
     notices: list[str] = []
-
-    if not isinstance(prompt, str):
-        errors["prompt"] = "Prompt must be text."
-    if not isinstance(negative_prompt, str):
-        errors["negative_prompt"] = "Negative prompt must be text."
-    try:
-        seed_value = parse_seed(seed)
-    except ValueError as exc:
-        errors["seed"] = str(exc)
-        seed_value = 0
-    steps_v = _int_in(errors, "steps", "Steps", steps, *STEPS_RANGE)
-    try:
-        cfg_v = float(cfg.strip() if isinstance(cfg, str) else cfg) if not isinstance(cfg, bool) else None
-    except (TypeError, ValueError):
-        cfg_v = None
-    if cfg_v is None or not math.isfinite(cfg_v):
-        errors["cfg"] = f"CFG scale must be a number from {CFG_RANGE[0]:g} to {CFG_RANGE[1]:g}."
-    elif not CFG_RANGE[0] <= cfg_v <= CFG_RANGE[1]:
-        errors["cfg"] = f"CFG scale must be from {CFG_RANGE[0]:g} to {CFG_RANGE[1]:g}; got {cfg_v:g}."
-    sizes = {}
-    for name, label, value in (("width", "Width", width), ("height", "Height", height)):
-        v = _int_in(errors, name, label, value, *SIZE_RANGE)
-        if v is not None and v % SIZE_MULTIPLE:
-            rounded = max(SIZE_RANGE[0], min(SIZE_RANGE[1], SIZE_MULTIPLE * ((v + SIZE_MULTIPLE // 2) // SIZE_MULTIPLE)))
-            notices.append(f"{label} {v} is not a multiple of {SIZE_MULTIPLE}; using {rounded}.")
-            v = rounded
-        sizes[name] = v
-    if scheduler not in SCHEDULERS:
-        errors["scheduler"] = f"Unknown sampler {str(scheduler)[:40]!r}; choose one of: {', '.join(SCHEDULERS)}."
-    if not isinstance(model, str):
-        errors["model"] = "Model must be a name or a path."
-    batch_v = _int_in(errors, "batch_count", "Batch count", batch_count, *BATCH_RANGE)
-
+    typed: dict[str, Any] = {}
+    for field in FIELDS:
+        try:
+            value = field.parse(values.get(field.name, field.default))
+        except ValueError as exc:
+            errors[field.name] = str(exc)
+            continue
+        if field.multiple > 1:
+            value, notice = field.round(value)
+            if notice:
+                notices.append(notice)
+        typed[field.name] = value
+    for name in _PARTS:
+        try:
+            typed[name] = _part(name, values.get(name))
+        except (ValueError, TypeError) as exc:
+            errors[name] = str(exc)
     if errors:
         raise ValidationError(errors)
-    request = GenerationRequest(
-        prompt=prompt,
-        negative_prompt=negative_prompt,
-        seed=random_seed() if seed_value is None else seed_value,
-        steps=steps_v,
-        cfg=float(cfg_v),
-        width=sizes["width"],
-        height=sizes["height"],
-        scheduler=scheduler,
-        model=model.strip(),
-        batch_count=batch_v,
-    )
-    return BuiltRequest(request, tuple(notices))
+    if typed["seed"] is None:
+        typed["seed"] = random_seed()
+    return BuiltRequest(GenerationRequest(**typed), tuple(notices))

@@ -1,6 +1,7 @@
 """Darkroom's settings: one typed object saved as JSON in :func:`engine.paths.config_dir`.
 
-Holds the last-used generation parameters, the preview mode, the models a person added by hand, the gallery
+Holds the last-used generation parameters (``generation``: the form's values keyed by field name, see
+:mod:`engine.fields`), the preview mode, the models a person added by hand, the gallery
 folder and the window's geometry. The window reads and writes it; the CLI reads it, so ``darkroom generate``
 saves into the gallery folder chosen in the app. Loading never fails: a missing, unreadable or partly wrong file gives defaults for what is
 missing or wrong (and ``load_problem`` says what happened). Saving writes a temporary file beside the real one
@@ -17,29 +18,20 @@ from pathlib import Path
 from typing import Any
 
 from . import paths
-from .request import DEFAULT_SCHEDULER, SCHEDULERS
+from .fields import FIELD, FIELDS
 
 log = logging.getLogger(__name__)
 
 SETTINGS_FILE = "settings.json"
-SETTINGS_VERSION = 1
+SETTINGS_VERSION = 2
 PREVIEW_MODES = ("x0", "xt", "off")
 
 
 @dataclass
 class Settings:
-    # generation form
-    prompt: str = ""
-    negative_prompt: str = ""
-    seed: str = "random"  # as typed: a number or "random"
+    # generation form: field name → value (the seed as typed: a number or "random")
+    generation: dict[str, Any] = field(default_factory=lambda: {f.name: f.default for f in FIELDS})
     last_seed: int | None = None  # the seed of the last image made, for "reuse last seed"
-    steps: int = 25
-    cfg: float = 7.0
-    width: int = 512
-    height: int = 512
-    scheduler: str = DEFAULT_SCHEDULER
-    model: str = ""  # a model name, a path, or "" for the default model
-    batch_count: int = 1
     # view
     preview_mode: str = "x0"
     autosave: bool = True  # save every finished image into the gallery
@@ -63,8 +55,10 @@ class Settings:
         bad: list[str] = []
         if not isinstance(data, dict):
             return settings, ["(whole file)"]
+        if "generation" not in data:  # version 1 kept the form's values as top-level keys
+            data = {**data, "generation": {k: data[k] for k in (*FIELD, "scheduler") if k in data}}
         for f in dataclasses.fields(cls):
-            if f.name not in data or f.name == "version":
+            if f.name not in data or f.name in ("version", "generation"):
                 continue
             value = data[f.name]
             default = getattr(settings, f.name)
@@ -73,9 +67,8 @@ class Settings:
                 bad.append(f.name)
             else:
                 setattr(settings, f.name, ok)
-        if settings.scheduler not in SCHEDULERS:
-            settings.scheduler = DEFAULT_SCHEDULER
-            bad.append("scheduler")
+        settings.generation, bad_fields = _generation(data["generation"])
+        bad += bad_fields
         if settings.preview_mode not in PREVIEW_MODES:
             settings.preview_mode = "x0"
             bad.append("preview_mode")
@@ -83,6 +76,26 @@ class Settings:
 
 
 _BAD = object()
+
+
+def _generation(data: Any) -> tuple[dict[str, Any], list[str]]:
+    """The form's values: each field as saved when it parses, else its default (and its name in the result)."""
+    values = {f.name: f.default for f in FIELDS}
+    if not isinstance(data, dict):
+        return values, ["generation"]
+    if "sampler" not in data and "scheduler" in data:
+        data = {**data, "sampler": data["scheduler"]}
+    bad = []
+    for f in FIELDS:
+        if f.name not in data:
+            continue
+        try:
+            f.parse(data[f.name])
+        except ValueError:
+            bad.append(f.name)
+        else:
+            values[f.name] = data[f.name]
+    return values, bad
 
 
 def _coerce(name: str, value: Any, default: Any) -> Any:

@@ -12,15 +12,9 @@ from hypothesis import strategies as st
 
 from tests.gallery_fixtures import make_request
 
-from engine.gallery.infotext import (
-    format_infotext,
-    from_a1111_sampler,
-    parse_infotext,
-    parse_params_line,
-    quote,
-    to_a1111_sampler,
-)
-from engine.request import SCHEDULERS
+from engine import samplers
+from engine.gallery.infotext import format_infotext, parse_infotext, parse_params_line, quote
+from engine.samplers import SAMPLER_NAMES, from_a1111 as from_a1111_sampler
 
 # -- AUTOMATIC1111's reader, as in modules/infotext_utils.py (parse_generation_parameters, trimmed to the fields) --
 _re_param = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
@@ -66,7 +60,7 @@ def a1111_parse(x: str) -> dict:
 
 def test_format_matches_the_documented_example():
     req = make_request(prompt="a cat", negative_prompt="ugly", seed=965400086, steps=20, cfg=7.0,
-                       width=512, height=512, scheduler="DPM++ 2M Karras")
+                       width=512, height=512, sampler="DPM++ 2M Karras")
     text = format_infotext(req, "name", "45dee52b", "darkroom 0.1.0")
     assert text == (
         "a cat\nNegative prompt: ugly\n"
@@ -81,11 +75,11 @@ def test_empty_negative_prompt_line_is_left_out():
     assert len(text.split("\n")) == 2
 
 
-@pytest.mark.parametrize("scheduler", SCHEDULERS)
+@pytest.mark.parametrize("scheduler", SAMPLER_NAMES)
 def test_a1111_reader_gets_prompt_seed_steps_cfg_sampler_size(scheduler):
     req = make_request(prompt="portrait of a knight, (armour:1.2), dramatic light\nsecond line: more",
                        negative_prompt="blurry, lowres", seed=4294967295, steps=37, cfg=6.5, width=640,
-                       height=832, scheduler=scheduler)
+                       height=832, sampler=scheduler)
     res = a1111_parse(format_infotext(req, "my model", "abc123", "darkroom 0.1.0"))
     assert res["Prompt"] == req.prompt
     assert res["Negative prompt"] == req.negative_prompt
@@ -93,7 +87,8 @@ def test_a1111_reader_gets_prompt_seed_steps_cfg_sampler_size(scheduler):
     assert res["Seed"] == "4294967295"
     assert float(res["CFG scale"]) == 6.5
     assert (res["Size-1"], res["Size-2"]) == ("640", "832")
-    assert (res["Sampler"], res["Schedule type"]) == to_a1111_sampler(scheduler)
+    row = samplers.get(scheduler)
+    assert (res["Sampler"], res["Schedule type"]) == (row.a1111_name, row.schedule)
     assert res["Model"] == "my model"
     assert res["Model hash"] == "abc123"
     # and back to the same Darkroom sampler
@@ -204,17 +199,17 @@ SAFE_TEXT = st.text(st.characters(blacklist_categories=("Cs", "Cc", "Zl", "Zp"))
     seed=st.integers(0, 2**32 - 1),
     steps=st.integers(1, 150),
     cfg=st.floats(0, 30, allow_nan=False),
-    scheduler=st.sampled_from(SCHEDULERS),
+    scheduler=st.sampled_from(SAMPLER_NAMES),
     model=SAFE_TEXT,
 )
 def test_fuzz_round_trip_through_infotext(prompt, negative, seed, steps, cfg, scheduler, model):
     from engine.gallery.metadata import parse_a1111
 
-    req = make_request(prompt=prompt, negative_prompt=negative, seed=seed, steps=steps, cfg=cfg, scheduler=scheduler)
+    req = make_request(prompt=prompt, negative_prompt=negative, seed=seed, steps=steps, cfg=cfg, sampler=scheduler)
     text = format_infotext(req, model_name=model)
     params = parse_a1111(text)
     f = params.fields
-    assert f["seed"] == seed and f["steps"] == steps and f["cfg"] == cfg and f["scheduler"] == scheduler
+    assert f["seed"] == seed and f["steps"] == steps and f["cfg"] == cfg and f["sampler"] == scheduler
     assert (f["width"], f["height"]) == (req.width, req.height)
     if "\n" not in prompt and not _looks_like_params(prompt):
         assert f["prompt"] == prompt
@@ -235,7 +230,7 @@ def test_a_third_party_a1111_reader_agrees(tmp_path):
     from tests.gallery_fixtures import make_ready
 
     req = make_request(prompt="portrait of a knight, (armour:1.2)", negative_prompt="blurry, lowres", seed=3735928559,
-                       steps=33, cfg=6.5, width=640, height=832, scheduler="DPM++ 2M Karras")
+                       steps=33, cfg=6.5, width=640, height=832, sampler="DPM++ 2M Karras")
     path = tmp_path / "knight.png"
     path.write_bytes(Gallery.encode(make_ready(req)))
     info = sd_parsers.ParserManager().parse(str(path))

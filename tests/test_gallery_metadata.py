@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import math
 import random
@@ -33,13 +35,50 @@ from engine.request import REQUEST_FORMAT_VERSION, build_request
 
 def test_darkroom_chunk_restores_the_exact_request():
     req = make_request(prompt="multi\nline  prompt ✓ 日本語", negative_prompt="  spaced  ", cfg=7.123456789,
-                       width=1024, height=576, scheduler="Euler a", model="/models/x.safetensors", seed=0)
+                       width=1024, height=576, sampler="Euler a", model="/models/x.safetensors", seed=0)
     data = Gallery.encode(make_ready(req))
     params = read_parameters(data)
     assert params.source == "darkroom"
-    assert params.build().request == req
+    # The model is recorded by name and hash: a shared image does not reveal the user's folders.
+    assert params.build().request == dataclasses.replace(req, model="tiny-sd")
     assert params.model_name == "tiny-sd" and params.model_hash == "0123abcd"
     assert params.warnings == ()
+    assert b"/models/" not in data
+
+
+def test_recipe_parts_round_trip_and_images_are_referenced_not_embedded():
+    ref = {"sha256": "ab" * 32, "path": "sources/ab.png"}
+    req = make_request(prompt="edit", source={"image": ref, "strength": 0.4, "resize": "fill"},
+                       mask={"image": ref, "blur": 0, "invert": True}, loras=[{"name": "ink", "weight": 0.8}],
+                       controls=[{"model": "canny", "image": ref, "weight": 0.5, "start": 0.1, "end": 0.9}])
+    data = Gallery.encode(make_ready(req))
+    params = read_parameters(data)
+    assert params.warnings == ()
+    assert params.build().request == dataclasses.replace(req, model="tiny-sd")
+    payload = json.loads(read_png_text(data).text["darkroom"])["request"]
+    assert payload["source"] == {"image": ref, "strength": 0.4, "resize": "fill"}
+    assert len(data) < 20_000  # a reference, not pixels
+
+
+def test_damaged_part_is_dropped_with_a_warning_and_the_rest_restores():
+    req = make_request(prompt="kept", seed=5)
+    payload = {"darkroom": 1, "request": {**req.to_dict(), "source": {"image": {"sha256": "../../etc", "path": "/etc/passwd"}},
+                                          "loras": [{"name": "ok", "weight": 0.5}]}}
+    params = read_parameters(png_with_text({"darkroom": json.dumps(payload)}))
+    built = params.build().request
+    assert built.prompt == "kept" and built.seed == 5 and built.source is None
+    assert [lora.name for lora in built.loras] == ["ok"]
+    assert any("source" in w for w in params.warnings)
+
+
+def test_request_format_1_still_loads():
+    old = {"darkroom": 1, "request": {"version": 1, "prompt": "old", "negative_prompt": "", "seed": 3, "steps": 20,
+                                      "cfg": 6.0, "width": 512, "height": 512, "scheduler": "Euler a",
+                                      "model": "darkroom-emoji", "batch_count": 1}, "model_name": "darkroom-emoji"}
+    params = read_parameters(png_with_text({"darkroom": json.dumps(old)}))
+    assert params.warnings == ()
+    request = params.build().request
+    assert (request.prompt, request.seed, request.sampler, request.model) == ("old", 3, "Euler a", "darkroom-emoji")
 
 
 def test_written_png_has_both_chunks_and_unicode_goes_to_itxt():
@@ -62,7 +101,7 @@ def test_a1111_image_is_read():
     params = read_parameters(png_with_text({"parameters": text}))
     assert params.source == "a1111"
     assert params.fields == {"prompt": "a castle on a hill", "negative_prompt": "fog", "seed": 42, "steps": 30,
-                             "cfg": 5.5, "width": 640, "height": 448, "scheduler": "Euler a"}
+                             "cfg": 5.5, "width": 640, "height": 448, "sampler": "Euler a"}
     assert params.model_name == "v1-5-pruned-emaonly" and params.model_hash == "6ce0161689"
     assert any("Clip skip" in w for w in params.warnings)
     assert "model" not in params.fields  # another tool's model name is shown, never used as a path
@@ -89,7 +128,7 @@ def test_fooocus_json_parameters():
             "resolution": "(1152, 896)", "sampler": "dpmpp_2m_sde_gpu", "scheduler": "karras", "base_model": "juggernautXL"}
     params = read_parameters(png_with_text({"parameters": json.dumps(data)}))
     assert params.source == "fooocus"
-    assert params.fields["scheduler"] == "DPM++ 2M SDE Karras"
+    assert params.fields["sampler"] == "DPM++ 2M SDE Karras"
     assert (params.fields["width"], params.fields["height"], params.fields["seed"]) == (1152, 896, 123)
     assert params.model_name == "juggernautXL"
 
@@ -105,7 +144,7 @@ def test_comfyui_graph_is_read_best_effort():
     f = params.fields
     assert params.source == "comfyui"
     assert f["prompt"] == "beautiful scenery nature glass bottle" and f["negative_prompt"] == "text, watermark"
-    assert (f["steps"], f["cfg"], f["scheduler"], f["width"], f["height"]) == (20, 8.0, "Euler", 512, 640)
+    assert (f["steps"], f["cfg"], f["sampler"], f["width"], f["height"]) == (20, 8.0, "Euler", 512, 640)
     assert "seed" not in f  # 156680208700286 is beyond Darkroom's seed range: dropped with a warning
     assert any("Seed" in w for w in params.warnings)
     assert params.model_name == "v1-5-pruned-emaonly.safetensors"
@@ -127,7 +166,7 @@ def test_comfyui_text_fed_from_another_node_and_custom_sampler():
     }
     f = parse_comfyui(json.dumps(graph)).fields
     assert f["prompt"] == "a neon sign" and f["seed"] == 77 and f["steps"] == 12 and f["cfg"] == 3.5
-    assert f["scheduler"] == "DPM++ 2M Karras" and (f["width"], f["height"]) == (1024, 1024)
+    assert f["sampler"] == "DPM++ 2M Karras" and (f["width"], f["height"]) == (1024, 1024)
 
 
 def test_comfyui_cyclic_graph_terminates():
@@ -143,7 +182,7 @@ def test_invokeai_metadata():
     assert params.source == "invokeai"
     assert (f["prompt"], f["negative_prompt"], f["seed"], f["steps"], f["cfg"]) == (
         "a red fox in the snow", "lowres", 3015486352, 30, 6.5)
-    assert (f["width"], f["height"], f["scheduler"]) == (768, 512, "DPM++ 2M Karras")
+    assert (f["width"], f["height"], f["sampler"]) == (768, 512, "DPM++ 2M Karras")
     assert params.model_name == "Dreamshaper 8"
 
 
@@ -244,7 +283,7 @@ ODD_VALUES = [None, True, False, 0, -1, 7, 150, 2**32, 2**64, 10**400, 1e308, -0
               "Euler", "euler_ancestral", "dpmpp_2m_k", "karras", "512x512", "(640, 480)", "x" * 300, "é\u0000",
               [1, 2], ["1", 0], ["9", 0], [[]], {}, {"a": 1}, {"name": 5}, [512, 512], float("nan"), float("inf"),
               "a red fox", "a red fox", 20, 20, 512, 768, 7.0, 12345, "Euler a", "dpmpp_2m", 1024]
-KEYS = ["prompt", "negative_prompt", "seed", "steps", "cfg", "width", "height", "scheduler", "model", "batch_count",
+KEYS = ["prompt", "negative_prompt", "seed", "steps", "cfg", "width", "height", "scheduler", "source", "loras", "mask", "controls", "model", "batch_count",
         "version", "positive_prompt", "cfg_scale", "guidance_scale", "resolution", "sampler", "class_type", "inputs",
         "text", "noise_seed", "latent_image", "positive", "negative", "sampler_name", "image", "request", "darkroom",
         "ckpt_name", "guider", "sigmas", "value", "model_name", "name", "hash"]

@@ -11,12 +11,13 @@ from engine.settings import Settings
 
 
 def test_settings_live_in_darkroom_home_and_round_trip(darkroom_home):
-    s = Settings(prompt="a cat\non two lines", seed="42", steps=33, cfg=5.5, width=768, height=512,
-                 scheduler="Euler a", user_models=["/models/x"], preview_mode="xt", last_seed=42, autosave=False)
+    s = Settings(user_models=["/models/x"], preview_mode="xt", last_seed=42, autosave=False)
+    s.generation.update(prompt="a cat\non two lines", seed="42", steps=33, cfg=5.5, width=768, height=512,
+                        sampler="Euler a")
     settings_mod.save(s)
     path = darkroom_home / "config" / "settings.json"
     assert settings_mod.settings_path() == path == paths.config_dir() / "settings.json"
-    assert json.loads(path.read_text(encoding="utf-8"))["steps"] == 33
+    assert json.loads(path.read_text(encoding="utf-8"))["generation"]["steps"] == 33
     loaded, problem = settings_mod.load()
     assert problem == ""
     assert loaded == s
@@ -45,10 +46,22 @@ def test_wrong_types_fall_back_per_field(darkroom_home):
                                 "last_seed": True, "unknown": 1}), encoding="utf-8")
     loaded, problem = settings_mod.load()
     assert problem == ""
-    assert loaded.prompt == "kept" and loaded.cfg == 6.0
-    assert loaded.steps == Settings().steps
-    assert loaded.scheduler == Settings().scheduler
+    # a version-1 file (flat keys, "scheduler") migrates field by field
+    assert loaded.generation["prompt"] == "kept" and loaded.generation["cfg"] == 6
+    assert loaded.generation["steps"] == Settings().generation["steps"]
+    assert loaded.generation["sampler"] == Settings().generation["sampler"]
     assert loaded.user_models == [] and loaded.autosave is True and loaded.last_seed is None
+
+
+def test_version_1_file_keeps_its_values(darkroom_home):
+    path = settings_mod.settings_path()
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"version": 1, "prompt": "fox", "seed": "7", "scheduler": "Euler a", "width": 768,
+                                "gallery_dir": "/pics"}), encoding="utf-8")
+    loaded, problem = settings_mod.load()
+    assert problem == "" and loaded.gallery_dir == "/pics"
+    assert {k: loaded.generation[k] for k in ("prompt", "seed", "sampler", "width")} == {
+        "prompt": "fox", "seed": "7", "sampler": "Euler a", "width": 768}
 
 
 def test_parameters_preview_mode_and_geometry_persist_across_two_windows(qtbot, darkroom_home, tiny_model_dir):

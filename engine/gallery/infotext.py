@@ -13,10 +13,8 @@ a JSON string. A reader treats the last line as parameters only when it holds at
 reads anyone's. The parser is a linear scan (no backtracking regular expressions), so hostile text cannot make
 it hang; it never raises for any ``str``.
 
-Sampler names: Darkroom's names are A1111's older combined names ("DPM++ 2M Karras"). A1111 1.9 and later split
-them into ``Sampler`` and ``Schedule type``; :func:`to_a1111_sampler` and :func:`from_a1111_sampler` map between
-the two. In A1111 1.9+, "Automatic" means the sampler's own default schedule, which for "DPM++ 2M" is Karras, so
-Darkroom writes plain "DPM++ 2M" with the explicit schedule "Uniform".
+Sampler names map to A1111's ``Sampler`` and ``Schedule type`` through the sampler table
+(:mod:`engine.samplers`); the other keys come from the field registry (:mod:`engine.fields`).
 """
 
 from __future__ import annotations
@@ -24,95 +22,14 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from ..request import SCHEDULERS, GenerationRequest
+from .. import samplers
+from ..fields import FIELDS
+from ..request import GenerationRequest
 
 #: Longest infotext read; longer text is cut (with a warning) before parsing.
 MAX_INFOTEXT_CHARS = 256 * 1024
 #: Longest single parameter value kept.
 MAX_VALUE_CHARS = 8192
-
-# Darkroom sampler -> (A1111 "Sampler", A1111 "Schedule type")
-_TO_A1111: dict[str, tuple[str, str]] = {
-    "Euler": ("Euler", "Automatic"),
-    "Euler a": ("Euler a", "Automatic"),
-    "Heun": ("Heun", "Automatic"),
-    "DPM++ 2M": ("DPM++ 2M", "Uniform"),
-    "DPM++ 2M Karras": ("DPM++ 2M", "Karras"),
-    "DPM++ 2M SDE Karras": ("DPM++ 2M SDE", "Karras"),
-    "DDIM": ("DDIM", "Automatic"),
-    "DDPM": ("DDPM", "Automatic"),
-    "UniPC": ("UniPC", "Automatic"),
-    "LCM": ("LCM", "Automatic"),
-}
-assert set(_TO_A1111) == set(SCHEDULERS), "every Darkroom sampler needs an A1111 name"
-
-# Schedules that leave a sampler as it is ("Automatic" is handled per sampler below).
-_PLAIN_SCHEDULES = {"", "automatic", "uniform", "normal", "simple", "sgm uniform", "ddim", "ddim_uniform"}
-
-# Other tools' sampler names Darkroom can stand in for, lower-case -> (Darkroom base, exact?)
-_SAMPLER_ALIASES: dict[str, str] = {
-    "euler": "Euler",
-    "k_euler": "Euler",
-    "euler a": "Euler a",
-    "k_euler_a": "Euler a",
-    "k_euler_ancestral": "Euler a",
-    "euler ancestral": "Euler a",
-    "heun": "Heun",
-    "k_heun": "Heun",
-    "dpm++ 2m": "DPM++ 2M",
-    "k_dpmpp_2m": "DPM++ 2M",
-    "dpm++ 2m karras": "DPM++ 2M Karras",
-    "k_dpmpp_2m_ka": "DPM++ 2M Karras",
-    "dpm++ 2m sde": "DPM++ 2M SDE",
-    "dpm++ 2m sde karras": "DPM++ 2M SDE Karras",
-    "ddim": "DDIM",
-    "ddpm": "DDPM",
-    "unipc": "UniPC",
-    "lcm": "LCM",
-}
-
-
-def to_a1111_sampler(scheduler: str) -> tuple[str, str]:
-    """Darkroom's sampler name as A1111's (``Sampler``, ``Schedule type``) pair."""
-    return _TO_A1111.get(scheduler, (scheduler, "Automatic"))
-
-
-def from_a1111_sampler(sampler: str, schedule: str | None) -> tuple[str | None, str | None]:
-    """A1111's ``Sampler`` and ``Schedule type`` as a Darkroom sampler name.
-
-    Returns ``(name, warning)``: ``name`` is None when Darkroom has nothing close; ``warning`` says in plain
-    words when the result is only the nearest Darkroom has. ``schedule`` None means the field was absent
-    (A1111 before 1.9, where the schedule was part of the sampler name).
-    """
-    if not isinstance(sampler, str) or not sampler.strip():
-        return None, None
-    raw = sampler.strip()
-    sched = (schedule or "").strip()
-    sched_l = sched.lower()
-    base = _SAMPLER_ALIASES.get(raw.lower())
-    if base is None:
-        return None, f"Sampler {raw[:60]!r} is not available in Darkroom; the current sampler is kept."
-    if base in ("DPM++ 2M Karras", "DPM++ 2M SDE Karras"):
-        # Old combined names: the schedule is in the name.
-        if sched_l in ("", "automatic", "karras"):
-            return base, None
-        return base, f"Schedule type {sched[:40]!r} is not available for {raw[:40]}; using {base}."
-    if base == "DPM++ 2M":
-        if sched_l == "karras" or (schedule is not None and sched_l == "automatic"):
-            # A1111 1.9+ runs "DPM++ 2M" with "Automatic" as Karras.
-            return "DPM++ 2M Karras", None
-        if sched_l in _PLAIN_SCHEDULES:
-            return "DPM++ 2M", None
-        return "DPM++ 2M", f"Schedule type {sched[:40]!r} is not available; using DPM++ 2M."
-    if base == "DPM++ 2M SDE":
-        if sched_l != "karras":
-            return "DPM++ 2M SDE Karras", (
-                f"DPM++ 2M SDE with schedule {sched[:40] or 'Automatic'!r} is not available; using DPM++ 2M SDE Karras."
-            )
-        return "DPM++ 2M SDE Karras", None
-    if sched_l in _PLAIN_SCHEDULES:
-        return base, None
-    return base, f"Schedule type {sched[:40]!r} is not available for {base}; using {base} with its own schedule."
 
 
 def format_number(value: float | int) -> str:
@@ -134,7 +51,11 @@ def format_params_line(params: dict[str, object]) -> str:
     return ", ".join(f"{k}: {quote(v)}" for k, v in params.items() if v is not None and v != "")
 
 
-def _model_label(model: str) -> str:
+#: The order A1111 writes its keys in; keys of newer fields follow, then "Version".
+_A1111_ORDER = ("Steps", "Sampler", "Schedule type", "CFG scale", "Seed", "Size", "Model hash", "Model")
+
+
+def model_label(model: str) -> str:
     """A model given as a path is named by its file or folder name: image metadata never carries the user's paths."""
     model = model.strip().replace("\\", "/").rstrip("/")
     name = model.rsplit("/", 1)[-1]
@@ -150,19 +71,24 @@ def format_infotext(
     model_hash: str = "",
     version: str = "",
 ) -> str:
-    """The ``parameters`` text for ``request`` (one image of it: its own seed)."""
-    sampler, schedule = to_a1111_sampler(request.scheduler)
-    params: dict[str, object] = {
-        "Steps": request.steps,
-        "Sampler": sampler,
-        "Schedule type": schedule,
-        "CFG scale": format_number(request.cfg),
-        "Seed": request.seed,
-        "Size": f"{request.width}x{request.height}",
-        "Model hash": model_hash or None,
-        "Model": model_name or _model_label(request.model) or None,
-        "Version": version or None,
-    }
+    """The ``parameters`` text for ``request`` (one image of it: its own seed), keys in the registry's order."""
+    params: dict[str, object] = {}
+    for f in FIELDS:
+        value = getattr(request, f.name)
+        if f.a1111 is None or f.a1111 in params:
+            continue
+        if f.a1111 == "Size":
+            params["Size"] = f"{request.width}x{request.height}"
+        elif f.kind == "sampler":
+            row = samplers.get(value)
+            params["Sampler"], params["Schedule type"] = row.a1111_name, row.schedule
+        elif f.kind == "model":
+            params["Model hash"] = model_hash or None
+            params["Model"] = model_name or model_label(value) or None
+        else:
+            params[f.a1111] = format_number(value)
+    ordered = {k: params.pop(k) for k in _A1111_ORDER if k in params}
+    params = {**ordered, **params, "Version": version or None}
     text = request.prompt
     if request.negative_prompt:
         text += f"\nNegative prompt: {request.negative_prompt}"

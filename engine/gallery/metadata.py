@@ -18,11 +18,13 @@ nothing else, and runs in time linear in its input.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import math
 import os
 import struct
+import unicodedata
 import zlib
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -31,8 +33,11 @@ from typing import Any, BinaryIO, Iterable, Mapping
 
 from .. import __version__
 from ..errors import DarkroomError, ErrorKind
-from ..request import SCHEDULERS, BuiltRequest, GenerationRequest, ValidationError, build_request
+from .. import samplers
+from ..fields import FIELD, FIELDS
+from ..request import PART_NAMES, REQUEST_FORMAT_VERSION, BuiltRequest, GenerationRequest, ValidationError, build_request
 from . import infotext as _infotext
+from .store import open_regular
 
 # -- limits ------------------------------------------------------------------------------------------------
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -55,8 +60,6 @@ DARKROOM_KEY = "darkroom"
 PARAMETERS_KEY = "parameters"
 #: Version of the JSON in the ``darkroom`` chunk.
 DARKROOM_FORMAT_VERSION = 1
-
-REQUEST_FIELDS = ("prompt", "negative_prompt", "seed", "steps", "cfg", "width", "height", "scheduler", "model", "batch_count")
 
 SOURCE_LABELS = {
     "darkroom": "Darkroom",
@@ -110,6 +113,9 @@ class ImageParameters:
     warnings: tuple[str, ...] = ()
     extra: Mapping[str, str] = field(default_factory=dict)
     created: float | None = None
+    #: Validated recipe parts (source image, mask, LoRAs, controls) from Darkroom's own chunk. Their image paths
+    #: are relative to the gallery folder and only count where the file's hash matches.
+    parts: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def source_label(self) -> str:
@@ -117,7 +123,7 @@ class ImageParameters:
 
     def build(self) -> BuiltRequest:
         """A complete request: these fields over the defaults (batch of one)."""
-        return build_request(**{k: v for k, v in self.fields.items() if k != "batch_count"}, batch_count=1)
+        return build_request(**{k: v for k, v in self.fields.items() if k != "batch_count"}, **self.parts, batch_count=1)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -141,10 +147,13 @@ def darkroom_text_chunks(
 ) -> dict[str, str]:
     """The text chunks Darkroom writes into an image: ``parameters`` (A1111) and ``darkroom`` (JSON)."""
     created = created or datetime.now(timezone.utc)
+    recipe = request.to_dict()
+    # A shared image must not reveal the user's folders: the model is recorded by name (and hash), not path.
+    recipe["model"] = model_name or _infotext.model_label(request.model)
     payload: dict[str, Any] = {
         "darkroom": DARKROOM_FORMAT_VERSION,
         "app": f"darkroom {__version__}",
-        "request": request.to_dict(),
+        "request": recipe,
         "model_name": model_name,
         "model_hash": model_hash,
         "created": created.astimezone(timezone.utc).isoformat(timespec="milliseconds"),
@@ -273,7 +282,7 @@ def read_png_text(source: str | os.PathLike | bytes) -> PngText:
     if isinstance(source, (bytes, bytearray, memoryview)):
         return read_png_text_from(io.BytesIO(bytes(source)))
     try:
-        with open(source, "rb") as fp:
+        with open_regular(source) as fp:  # never blocks on a FIFO named *.png
             return read_png_text_from(fp)
     except MetadataError:
         raise
@@ -295,7 +304,8 @@ def _as_text(value: Any, label: str, warnings: list[str]) -> str | None:
     if len(value) > MAX_PROMPT_CHARS:
         warnings.append(f"The {label} is very long; it was cut to {MAX_PROMPT_CHARS} characters.")
         value = value[:MAX_PROMPT_CHARS]
-    return value.replace("\x00", "")
+    # Control characters (NUL, escapes) cannot be part of a request: drop them rather than the whole prompt.
+    return "".join(ch for ch in value if ch in "\n\t" or unicodedata.category(ch) != "Cc")
 
 
 def _as_int(value: Any) -> int | None:
@@ -378,13 +388,13 @@ def _finish(
             warnings.append(f"The CFG scale {_short(raw['cfg'], 40)!r} is not a number and was ignored.")
         else:
             fields["cfg"] = v
-    if "scheduler" in raw and raw["scheduler"] is not None:
-        if isinstance(raw["scheduler"], str) and raw["scheduler"] in SCHEDULERS:
-            fields["scheduler"] = raw["scheduler"]
+    if "sampler" in raw and raw["sampler"] is not None:
+        if isinstance(raw["sampler"], str) and raw["sampler"] in samplers.SAMPLER_NAMES:
+            fields["sampler"] = raw["sampler"]
         else:
-            warnings.append(f"Sampler {_short(raw['scheduler'], 60)!r} is not available in Darkroom; the current sampler is kept.")
+            warnings.append(f"Sampler {_short(raw['sampler'], 60)!r} is not available in Darkroom; the current sampler is kept.")
     # Let the request's own validation judge ranges; drop what it rejects.
-    for _ in range(len(REQUEST_FIELDS) + 1):
+    for _ in range(len(FIELDS) + 1):
         try:
             build_request(**fields)
             break
@@ -438,9 +448,11 @@ def parse_darkroom(text: str) -> ImageParameters:
         warnings.append("This image was made by a newer Darkroom; some settings may not be restored.")
     request = data["request"]
     rversion = request.get("version")
-    if isinstance(rversion, int) and not isinstance(rversion, bool) and rversion > 1:
+    if isinstance(rversion, int) and not isinstance(rversion, bool) and rversion > REQUEST_FORMAT_VERSION:
         warnings.append("This image's request comes from a newer Darkroom; some settings may not be restored.")
-    raw = {k: request[k] for k in REQUEST_FIELDS if k in request}
+    raw = {k: request[k] for k in FIELD if k in request}
+    if "sampler" not in raw and "scheduler" in request:  # request format 1
+        raw["sampler"] = request["scheduler"]
     created = None
     if isinstance(data.get("created"), str) and len(data["created"]) < 64:
         try:
@@ -448,7 +460,7 @@ def parse_darkroom(text: str) -> ImageParameters:
         except (ValueError, OverflowError, OSError):
             created = None
     extra = {k: data[k] for k in ("app", "device", "dtype", "seconds") if k in data}
-    return _finish(
+    result = _finish(
         "darkroom",
         raw,
         warnings,
@@ -457,6 +469,24 @@ def parse_darkroom(text: str) -> ImageParameters:
         extra=extra,
         created=created,
     )
+    parts = _parts(request, warnings)
+    if parts:
+        result = dataclasses.replace(result, parts=parts, warnings=tuple(dict.fromkeys(result.warnings + tuple(warnings))))
+    return result
+
+
+def _parts(request: Mapping[str, Any], warnings: list[str]) -> dict[str, Any]:
+    """The recipe parts of a Darkroom request that validate; each bad one becomes a warning."""
+    parts: dict[str, Any] = {}
+    for name in PART_NAMES:
+        if request.get(name) in (None, [], {}):
+            continue
+        try:
+            parts[name] = getattr(build_request(**{name: request[name]}).request, name)
+        except (ValidationError, TypeError, RecursionError) as exc:
+            message = exc.errors.get(name, str(exc)) if isinstance(exc, ValidationError) else "damaged"
+            warnings.append(f"The image's {name} could not be restored: {message[:200]}")
+    return parts
 
 
 # -- AUTOMATIC1111 / Forge / Fooocus ------------------------------------------------------------------------
@@ -489,11 +519,11 @@ def parse_a1111(text: str) -> ImageParameters:
         else:
             warnings.append(f"The size {size[:40]!r} is not of the form WIDTHxHEIGHT and was ignored.")
     if "Sampler" in p:
-        name, warning = _infotext.from_a1111_sampler(p["Sampler"], p.get("Schedule type"))
+        name, warning = samplers.from_a1111(p["Sampler"], p.get("Schedule type"))
         if warning:
             warnings.append(warning)
-        if name in SCHEDULERS:
-            raw["scheduler"] = name
+        if name is not None:
+            raw["sampler"] = name
     ignored = [k for k in p if k not in _A1111_USED and k != "Version"]
     if ignored:
         shown = ", ".join(k[:40] for k in ignored[:8]) + ("…" if len(ignored) > 8 else "")
@@ -510,31 +540,12 @@ def parse_a1111(text: str) -> ImageParameters:
     )
 
 
-_COMFY_SAMPLERS = {
-    "euler": "Euler",
-    "euler_ancestral": "Euler a",
-    "heun": "Heun",
-    "dpmpp_2m": "DPM++ 2M",
-    "dpmpp_2m_sde": "DPM++ 2M SDE",
-    "dpmpp_2m_sde_gpu": "DPM++ 2M SDE",
-    "ddim": "DDIM",
-    "ddpm": "DDPM",
-    "uni_pc": "UniPC",
-    "uni_pc_bh2": "UniPC",
-    "lcm": "LCM",
-}
-
-
 def _comfy_sampler(sampler: Any, schedule: Any, warnings: list[str]) -> str | None:
     """ComfyUI / Fooocus style names ("dpmpp_2m", "karras") as a Darkroom sampler."""
     if not isinstance(sampler, str):
         return None
-    base = _COMFY_SAMPLERS.get(sampler.strip().lower())
-    if base is None:
-        warnings.append(f"Sampler {sampler[:60]!r} is not available in Darkroom; the current sampler is kept.")
-        return None
     sched = schedule.strip().lower() if isinstance(schedule, str) else ""
-    name, warning = _infotext.from_a1111_sampler(base, "Karras" if sched == "karras" else (sched or "Uniform"))
+    name, warning = samplers.from_a1111(sampler, "Karras" if sched == "karras" else (sched or "Uniform"))
     if warning:
         warnings.append(warning)
     return name
@@ -559,35 +570,17 @@ def parse_fooocus(text: str) -> ImageParameters:
         raw["width"], raw["height"] = res
     name = _comfy_sampler(data.get("sampler"), data.get("scheduler"), warnings)
     if name:
-        raw["scheduler"] = name
+        raw["sampler"] = name
     if not raw:
         raise MetadataError("malformed", "The Fooocus parameters in this image hold nothing Darkroom can use.")
     return _finish("fooocus", raw, warnings, model_name=data.get("base_model", ""), model_hash=data.get("base_model_hash", ""))
 
 
 # -- InvokeAI -------------------------------------------------------------------------------------------------
-_INVOKE_SAMPLERS = {
-    "euler": "Euler",
-    "euler_a": "Euler a",
-    "heun": "Heun",
-    "dpmpp_2m": "DPM++ 2M",
-    "dpmpp_2m_k": "DPM++ 2M Karras",
-    "dpmpp_2m_sde_k": "DPM++ 2M SDE Karras",
-    "ddim": "DDIM",
-    "ddpm": "DDPM",
-    "unipc": "UniPC",
-    "lcm": "LCM",
-    "k_euler": "Euler",
-    "k_euler_a": "Euler a",
-    "k_heun": "Heun",
-    "k_dpmpp_2m": "DPM++ 2M",
-}
-
-
 def _invoke_sampler(value: Any, warnings: list[str]) -> str | None:
     if not isinstance(value, str):
         return None
-    name = _INVOKE_SAMPLERS.get(value.strip().lower())
+    name = samplers.from_alias(value)
     if name is None:
         warnings.append(f"Sampler {value[:60]!r} is not available in Darkroom; the current sampler is kept.")
     return name
@@ -606,7 +599,7 @@ def parse_invokeai(text: str) -> ImageParameters:
     if "scheduler" in data:
         name = _invoke_sampler(data["scheduler"], warnings)
         if name:
-            raw["scheduler"] = name
+            raw["sampler"] = name
     model = data.get("model")
     model_name = model_hash = ""
     if isinstance(model, dict):
@@ -644,7 +637,7 @@ def parse_invokeai_legacy(text: str) -> ImageParameters:
     if "sampler" in image:
         name = _invoke_sampler(image["sampler"], warnings)
         if name:
-            raw["scheduler"] = name
+            raw["sampler"] = name
     if not raw:
         raise MetadataError("malformed", "The InvokeAI parameters in this image hold nothing Darkroom can use.")
     return _finish("invokeai", raw, warnings, model_name=data.get("model_weights", "") if isinstance(data, dict) else "")
@@ -772,7 +765,7 @@ def parse_comfyui(text: str) -> ImageParameters:
     if sampler_name is not None:
         name = _comfy_sampler(sampler_name, schedule, warnings)
         if name:
-            raw["scheduler"] = name
+            raw["sampler"] = name
     latent = inputs.get("latent_image")
     if latent is not None:
         w = graph.find(latent, ("width",), number)
