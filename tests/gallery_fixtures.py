@@ -4,10 +4,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import os
+import signal
 import struct
 import zlib
+from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pytest
@@ -28,7 +33,7 @@ def gallery(darkroom_home):
 
 def make_request(**overrides) -> GenerationRequest:
     values = dict(prompt="a lighthouse in a storm, oil painting", negative_prompt="blurry", seed=1234, steps=20,
-                  cfg=7.5, width=512, height=768, scheduler="DPM++ 2M Karras", model="")
+                  cfg=7.5, width=512, height=768, sampler="DPM++ 2M Karras", model="")
     values.update(overrides)
     return build_request(**values).request
 
@@ -95,3 +100,25 @@ def invoke_metadata() -> dict:
 
 def dump(data) -> str:
     return json.dumps(data)
+
+
+@contextlib.contextmanager
+def deadline(seconds: int = 10) -> Iterator[None]:
+    """Fail instead of hanging: SIGALRM interrupts a blocking call (such as opening a FIFO) in the main thread."""
+
+    def expired(signum, frame):
+        raise TimeoutError(f"still blocked after {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def fifo(path: Path) -> Path:
+    """A FIFO (named pipe) at ``path``: opening it for reading blocks until a writer comes, which none will."""
+    os.mkfifo(path)
+    return path

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tests.gallery_fixtures import comfy_graph, invoke_metadata, make_ready, png_with_text
+from tests.gallery_fixtures import comfy_graph, deadline, fifo, invoke_metadata, make_ready, png_with_text
 
 from engine.gallery import Gallery
 from engine.gallery.cli import main
@@ -111,3 +111,74 @@ def test_registered_in_the_darkroom_command(capsys, saved):
     code = cli.main(["gallery", "list"])
     out, _ = capsys.readouterr()
     assert code == 0 and out.count("\n") == 3
+
+
+def test_commands_use_the_gallery_folder_chosen_in_the_app(capsys, tmp_path):
+    from engine import settings
+
+    chosen = tmp_path / "my pictures"
+    settings.save(settings.Settings(gallery_dir=str(chosen)))
+    g = Gallery(chosen)
+    g.save(make_ready(prompt="a chosen folder", seed=5))
+    g.close()
+    code, out, err = run(capsys, "gallery", "search", "chosen")
+    assert code == 0 and err == "" and str(chosen) in out and "a chosen folder" in out
+    code, out, _ = run(capsys, "gallery", "reindex")
+    assert code == 0 and f"Indexed 1 images in {chosen}" in out
+
+
+@pytest.mark.parametrize("argv, printed", [
+    (["list"], ""),
+    (["search", "fox"], ""),
+    (["list", "--json"], "[]\n"),
+    (["reindex"], "Indexed 0 images"),
+])
+def test_a_gallery_never_created_is_empty(capsys, darkroom_home, argv, printed):
+    code, out, err = run(capsys, "gallery", *argv)
+    assert code == 0 and err == ""
+    assert out.startswith(printed) if printed else out == ""
+    assert not (darkroom_home / "gallery").exists()  # looking does not create it
+
+
+def test_export_from_a_gallery_never_created(capsys, tmp_path):
+    code, out, err = run(capsys, "gallery", "export", str(tmp_path / "out"))
+    assert code == 0 and "Exported 0 images" in out and err == ""
+
+
+def test_a_chosen_gallery_folder_that_vanished_is_reported(capsys, tmp_path):
+    from engine import settings
+
+    gone = tmp_path / "usb-stick" / "Darkroom"
+    settings.save(settings.Settings(gallery_dir=str(gone)))
+    code, out, err = run(capsys, "gallery", "list")
+    assert code == 1 and out == ""
+    assert err.count("\n") == 1 and "does not exist (is a drive disconnected?)" in err
+    assert "canvas" not in err
+
+
+@pytest.mark.parametrize("argv", [["list"], ["search", "fox"], ["reindex"], ["export", "{dest}"]])
+def test_a_fifo_named_png_never_hangs_a_command(capsys, saved, tmp_path, argv):
+    fifo(saved[0].path.parent / "trap.png")
+    argv = [a.replace("{dest}", str(tmp_path / "out")) for a in argv]
+    with deadline(20):
+        code, out, err = run(capsys, "gallery", *argv)
+    assert code == 0, err
+    assert "trap.png" not in out
+
+
+def test_show_refuses_a_fifo(capsys, tmp_path):
+    path = fifo(tmp_path / "pipe.png")
+    with deadline(20):
+        code, out, err = run(capsys, "gallery", "show", str(path))
+    assert code == 1 and out == ""
+    assert err.count("\n") == 1 and "not a regular file" in err
+
+
+def test_export_into_the_gallery_is_refused(capsys, saved):
+    inside = saved[0].path.parent.parent / "exported"
+    code, out, err = run(capsys, "gallery", "export", str(inside))
+    assert code == 1 and out == ""
+    assert "inside the gallery folder" in err and err.count("\n") == 1
+    assert not inside.exists()
+    code, out, _ = run(capsys, "gallery", "list")
+    assert out.count("\n") == 3  # nothing was copied into the gallery

@@ -249,3 +249,60 @@ def test_export_copies_and_never_overwrites(gallery, tmp_path):
     assert len(list(dest.iterdir())) == 3
     with pytest.raises(DiskError):
         gallery.export([ids["fox"]], tmp_path / "no" / "such" / "folder")
+
+
+def test_a_fifo_named_png_is_skipped_by_every_scan(gallery):
+    from tests.gallery_fixtures import deadline, fifo
+
+    ids = fill(gallery)
+    folder = gallery.get(ids["fox"]).path.parent
+    fifo(folder / "pipe.png")
+    with deadline(20):
+        assert gallery.rescan(force=True).skipped == 0
+        assert gallery.reindex().total == len(ids)
+    assert gallery.count() == len(ids)
+
+
+def test_thumbnail_of_a_fifo_is_none(tmp_path):
+    from engine.gallery import thumbnails
+    from tests.gallery_fixtures import deadline, fifo
+
+    with deadline(20):
+        assert thumbnails.make_thumbnail(fifo(tmp_path / "pipe.png")) is None
+
+
+def test_switching_to_wal_waits_for_another_process_creating_the_index():
+    """SQLite answers "locked" at once (not after its busy timeout) while another process creates the database."""
+    from engine.gallery.index import GalleryIndex
+
+    class Busy:
+        def __init__(self, times):
+            self.left = times
+
+        def execute(self, sql):
+            assert sql == "PRAGMA journal_mode = WAL"
+            if self.left:
+                self.left -= 1
+                raise sqlite3.OperationalError("database is locked")
+            return self
+
+        def fetchone(self):
+            return ("wal",)
+
+    assert GalleryIndex._enable_wal(Busy(3)) == ("wal",)
+    with pytest.raises(sqlite3.OperationalError):
+        GalleryIndex._enable_wal(type("Broken", (), {"execute": lambda self, sql: (_ for _ in ()).throw(
+            sqlite3.OperationalError("disk I/O error"))})())
+
+
+def test_export_of_an_image_replaced_by_a_fifo_fails_cleanly(gallery, tmp_path):
+    from tests.gallery_fixtures import deadline, fifo
+
+    ids = fill(gallery)
+    path = gallery.get(ids["fox"]).path
+    path.unlink()
+    fifo(path)  # after the last scan: the index still lists it
+    with deadline(20):
+        with pytest.raises(DiskError) as e:
+            gallery.export([ids["fox"]], tmp_path / "out")
+    assert "not a regular file" in e.value.message

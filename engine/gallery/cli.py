@@ -27,15 +27,15 @@ EXIT_ERROR = 1
 
 
 def register(subparsers) -> argparse.ArgumentParser:
-    """Add the ``gallery`` command to an argparse sub-parsers object. Its handler is ``args.handler(args) -> int``
-    (also set as ``args.func``); it reports every error itself and returns the exit status."""
+    """Add the ``gallery`` command to an argparse sub-parsers object. Its handler is ``args.handler(args) -> int``;
+    it reports every error itself and returns the exit status."""
     parser = subparsers.add_parser(
         "gallery",
         help="list, search, reindex or export the gallery; show an image's parameters",
         description="Work with the gallery: the folder where Darkroom saves every image, and its index.",
     )
     parser.add_argument("--gallery", metavar="FOLDER", type=Path, default=None,
-                        help="the gallery folder (default: the one Darkroom uses)")
+                        help="the gallery folder (default: the one chosen in the app)")
     parser.add_argument("--index", metavar="FILE", type=Path, default=None, help=argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="gallery_command", metavar="COMMAND")
     sub.required = True
@@ -59,7 +59,7 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=0, metavar="N", help="at most N images, newest first")
     p = sub.add_parser("show", help="print the parameters stored in any PNG, as JSON")
     p.add_argument("file", metavar="FILE", type=Path)
-    parser.set_defaults(func=run, handler=run)
+    parser.set_defaults(handler=run)
     return parser
 
 
@@ -69,9 +69,13 @@ def _fail(message: str) -> int:
 
 
 def _open(args: argparse.Namespace):
+    """The gallery ``--gallery`` names, else the folder chosen in the app's settings (where the app and
+    ``darkroom generate`` save), else the default folder."""
+    from ..settings import load
     from .gallery import Gallery
 
-    return Gallery(args.gallery, args.index)
+    root = args.gallery if args.gallery is not None else (load()[0].gallery_dir or None)
+    return Gallery(root, args.index)
 
 
 def _line(record) -> str:
@@ -146,7 +150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="darkroom")
     register(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
-    return args.func(args)
+    return args.handler(args)
 
 
 if __name__ == "__main__":

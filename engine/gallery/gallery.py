@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
+import stat
 import threading
 import time
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from .. import paths
-from ..errors import DiskError
+from ..errors import DarkroomError, DiskError, ErrorKind
 from ..events import ImageReady
 from . import store, thumbnails
 from .index import GalleryIndex, GridEntry, ImageRecord, IndexEntry
@@ -87,14 +88,14 @@ def _inside(path: Path, folder: Path) -> bool:
         return False
 
 
-def entry_for(relpath: str, stat: os.stat_result, png_width: int, png_height: int,
+def entry_for(relpath: str, st: os.stat_result, png_width: int, png_height: int,
               params: ImageParameters | None, created: float | None) -> IndexEntry:
     f = dict(params.fields) if params else {}
     return IndexEntry(
         relpath=relpath,
-        created=created if created is not None else stat.st_mtime,
-        file_size=stat.st_size,
-        mtime_ns=stat.st_mtime_ns,
+        created=created if created is not None else st.st_mtime,
+        file_size=st.st_size,
+        mtime_ns=st.st_mtime_ns,
         width=png_width,
         height=png_height,
         prompt=f.get("prompt", ""),
@@ -102,7 +103,7 @@ def entry_for(relpath: str, stat: os.stat_result, png_width: int, png_height: in
         seed=f.get("seed"),
         steps=f.get("steps"),
         cfg=f.get("cfg"),
-        scheduler=f.get("scheduler", ""),
+        scheduler=f.get("sampler") or f.get("scheduler", ""),  # the index column keeps its first name
         model=(params.model_name or f.get("model", "")) if params else "",
         model_hash=params.model_hash if params else "",
         source=params.source if params else "",
@@ -155,15 +156,18 @@ class Gallery:
         if root.exists():
             raise DiskError(f"The gallery folder {root} is not a folder. Choose another gallery folder.")
         if not self._default_root and not root.parent.is_dir():
-            raise DiskError(
-                f"The gallery folder {root} does not exist (is a drive disconnected?). Reconnect it or choose "
-                "another gallery folder. The image is still on the canvas: you can save it somewhere else."
-            )
+            raise self._missing_root_error()
         try:
             root.mkdir(parents=self._default_root, exist_ok=True)
         except OSError as exc:
             raise store.disk_error(exc, root) from None
         return root
+
+    def _missing_root_error(self) -> DiskError:
+        return DiskError(
+            f"The gallery folder {self.root} does not exist (is a drive disconnected?). Reconnect it or choose "
+            "another gallery folder."
+        )
 
     def relpath(self, path: Path) -> str:
         return path.relative_to(self.root).as_posix()
@@ -203,14 +207,14 @@ class Gallery:
 
     def _index_saved(self, path: Path, ready: ImageReady, created: float) -> tuple[ImageRecord | None, tuple[str, ...]]:
         try:
-            stat = path.stat()
+            st = path.stat()
             req = ready.request
             fields = {k: v for k, v in req.to_dict().items() if k != "version"}
             entry = IndexEntry(
-                relpath=self.relpath(path), created=created, file_size=stat.st_size, mtime_ns=stat.st_mtime_ns,
+                relpath=self.relpath(path), created=created, file_size=st.st_size, mtime_ns=st.st_mtime_ns,
                 width=int(ready.image.shape[1]), height=int(ready.image.shape[0]), prompt=req.prompt,
                 negative_prompt=req.negative_prompt, seed=req.seed, steps=req.steps, cfg=req.cfg,
-                scheduler=req.scheduler, model=ready.model_name or req.model, model_hash=ready.model_hash,
+                scheduler=req.sampler, model=ready.model_name or req.model, model_hash=ready.model_hash,
                 source="darkroom", params=fields,
             )
             return self._index.upsert(entry), ()
@@ -315,8 +319,15 @@ class Gallery:
 
     def export(self, image_ids: Iterable[int], folder: Path | str) -> list[Path]:
         """Copy images into ``folder`` (made if its parent exists), keeping names and never replacing a file.
-        Raises :class:`DiskError`."""
+        Raises :class:`DiskError`, or :class:`DarkroomError` (validation) for a folder inside the gallery: copies
+        there would be indexed and show up in the gallery twice."""
         folder = Path(folder).expanduser()
+        if _inside(folder, self.root):
+            raise DarkroomError(
+                f"Cannot export into {folder}: it is inside the gallery folder {self.root}, so the copies would show "
+                "up in the gallery twice. Choose a folder outside the gallery.",
+                kind=ErrorKind.VALIDATION,
+            )
         try:
             folder.mkdir(exist_ok=True)
         except OSError as exc:
@@ -327,7 +338,8 @@ class Gallery:
             if record is None or not _inside(record.path, self.root):
                 continue
             try:
-                data = record.path.read_bytes()
+                with store.open_regular(record.path) as fp:
+                    data = fp.read()
             except OSError as exc:
                 raise store.disk_error(exc, record.path.parent, "read the image") from None
             name = Path(record.relpath).name
@@ -362,7 +374,8 @@ class Gallery:
                     st = path.stat()
                 except OSError:
                     continue
-                found[path.relative_to(root).as_posix()] = st
+                if stat.S_ISREG(st.st_mode):  # a FIFO or device named *.png must never be opened
+                    found[path.relative_to(root).as_posix()] = st
         return found, temp_removed
 
     def rescan(
@@ -373,12 +386,23 @@ class Gallery:
         progress: Callable[[int, int], None] | None = None,
     ) -> RescanResult:
         """Bring the index in line with the folder: add new or changed PNG files, forget deleted ones, remove
-        temporary files of crashed writers. ``force`` re-reads every file. Raises :class:`DiskError` when the
-        gallery folder is missing (the index is then left as it is)."""
+        temporary files of crashed writers. ``force`` re-reads every file.
+
+        A default gallery folder that was never made is an empty gallery (the first save makes it). A missing
+        folder that the user chose, or that held indexed images, raises :class:`DiskError` (a drive may be
+        disconnected) and the index is left as it is."""
         with self._scan_lock:
-            if not self.root.is_dir():
-                raise DiskError(f"The gallery folder {self.root} does not exist (is a drive disconnected?).")
             known = self._index.file_stats()  # before walking: rows added meanwhile are never dropped
+            if not self.root.is_dir():
+                if self.root.exists():
+                    raise DiskError(f"The gallery folder {self.root} is not a folder. Choose another gallery folder.")
+                # Rows checked against this folder by an earlier scan mean it existed: it has gone missing.
+                existed = bool(known) and not self._index.needs_full_scan
+                if existed or not self._default_root:
+                    raise self._missing_root_error()
+                removed = self._index.remove_paths(known)  # rows of a folder the index served before
+                self._index.needs_full_scan = False
+                return RescanResult(removed=removed)
             try:
                 on_disk, temp_removed = self._walk(self.root)
             except OSError as exc:
@@ -417,7 +441,7 @@ class Gallery:
     def _read_entry(self, rel: str, st: os.stat_result) -> IndexEntry | None:
         path = self.root / rel
         try:
-            png = read_png_text(path)
+            png = read_png_text(path)  # opens regular files only (a FIFO may replace the file after the walk)
         except MetadataError:
             return None  # not a PNG we can show
         try:
@@ -431,6 +455,8 @@ class Gallery:
 
     def reindex(self, **kwargs) -> RescanResult:
         """Rebuild the index from the files (keeping favourites of files that are still there)."""
+        if not self.root.is_dir():
+            return self.rescan(**kwargs)  # an empty gallery, or an error: either way the index must stay
         with self._scan_lock:
             favourites = self._index.favourite_paths()
             self._index.clear()

@@ -283,7 +283,7 @@ class GalleryIndex:
             row = c.execute("PRAGMA quick_check").fetchone()
             if not row or row[0] != "ok":
                 raise sqlite3.DatabaseError(f"quick_check: {row[0] if row else 'no answer'}")
-        mode = c.execute("PRAGMA journal_mode = WAL").fetchone()
+        mode = self._enable_wal(c)
         if not mode or str(mode[0]).lower() != "wal":
             log.info("the gallery index is not in WAL mode (%s); it will still work", mode)
         self._migrate(c)
@@ -295,6 +295,19 @@ class GalleryIndex:
                           "ON CONFLICT(key) DO UPDATE SET value = excluded.value", (root,))
             if row is not None:
                 self.needs_full_scan = True  # another folder: keep the rows (and favourites) that still match
+
+    @staticmethod
+    def _enable_wal(c: sqlite3.Connection) -> tuple | None:
+        """Switch to WAL. SQLite answers "locked" at once, without waiting for the busy timeout, while another
+        process is creating the same database, so this waits here."""
+        deadline = time.monotonic() + BUSY_TIMEOUT_S
+        while True:
+            try:
+                return c.execute("PRAGMA journal_mode = WAL").fetchone()
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc).lower() or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
 
     def _migrate(self, c: sqlite3.Connection) -> None:
         version = c.execute("PRAGMA user_version").fetchone()[0]

@@ -17,11 +17,12 @@ import os
 import re
 import secrets
 import socket
+import stat
 import sys
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Mapping
+from typing import BinaryIO, Mapping
 
 import numpy as np
 
@@ -67,6 +68,8 @@ def encode_png(image: np.ndarray, text: Mapping[str, str], compress_level: int =
     """PNG bytes of an H×W×3 (or H×W×4, H×W) ``uint8`` array with the given text chunks.
 
     Pillow writes ``tEXt`` for Latin-1 text and ``iTXt`` (UTF-8) otherwise, which is what other tools expect.
+    A NUL inside a value would end the text early for every reader (PNG separates a chunk's fields with NUL), so
+    each one is written as U+FFFD instead.
     """
     from PIL import Image, PngImagePlugin
 
@@ -75,17 +78,17 @@ def encode_png(image: np.ndarray, text: Mapping[str, str], compress_level: int =
         raise ValueError(f"images must be uint8 arrays, not {array.dtype}")
     info = PngImagePlugin.PngInfo()
     for key, value in text.items():
-        info.add_text(key, value)
+        info.add_text(key, value.replace("\0", "\ufffd"))
     buffer = io.BytesIO()
     Image.fromarray(array).save(buffer, format="PNG", pnginfo=info, compress_level=compress_level)
     return buffer.getvalue()
 
 
 def disk_error(exc: OSError, folder: Path, what: str = "save the image") -> DiskError:
-    """An OSError as a message in plain words."""
+    """An OSError as a message in plain words (no advice tied to one front end: the window and the command line
+    each add their own)."""
     code = exc.errno
     where = str(folder)
-    tail = " The image is still on the canvas: you can save it somewhere else."
     if code in (errno.ENOSPC, getattr(errno, "EDQUOT", -1)):
         message = f"Could not {what}: the disk holding {where} is full. Free some space or choose another folder."
     elif code in (errno.EACCES, errno.EPERM, errno.EROFS):
@@ -97,7 +100,31 @@ def disk_error(exc: OSError, folder: Path, what: str = "save the image") -> Disk
         message = f"Could not {what}: the folder {where} does not exist (is a drive disconnected?). Choose another folder."
     else:
         message = f"Could not {what} in {where}: {exc.strerror or exc}."
-    return DiskError(message + (tail if what == "save the image" else ""), repr(exc))
+    return DiskError(message, repr(exc))
+
+
+def open_regular(path: str | os.PathLike) -> BinaryIO:
+    """Open a file for reading only if it is a regular file (or a link to one). Raises OSError otherwise.
+
+    A FIFO named ``*.png`` would block a plain ``open`` forever, and opening a device can have side effects, so
+    the path is checked before opening, opened without blocking (a FIFO swapped in meanwhile opens at once), and
+    checked again on the open descriptor.
+    """
+    if not stat.S_ISREG(os.stat(path).st_mode):
+        raise _not_regular(path)
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_BINARY", 0)
+    fd = os.open(path, flags)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise _not_regular(path)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _not_regular(path: str | os.PathLike) -> OSError:
+    return OSError(errno.EINVAL, "it is not a regular file", os.fspath(path))
 
 
 _FATAL_LINK_ERRORS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.ENOENT, getattr(errno, "EDQUOT", errno.ENOSPC)}

@@ -68,8 +68,10 @@ def make_thumbnail(source: str | os.PathLike, size: int = THUMBNAIL_SIZE) -> tup
     """Decode ``source`` and shrink it; returns the pixels and their JPEG bytes, or None if it is unreadable."""
     from PIL import Image
 
+    from .store import open_regular
+
     try:
-        with Image.open(source) as img:
+        with open_regular(source) as fp, Image.open(fp) as img:
             if img.width * img.height > MAX_SOURCE_PIXELS:
                 return None
             img.draft("RGB", (size, size))
