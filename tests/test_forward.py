@@ -1,0 +1,48 @@
+"""The forward process against its formula and against diffusers' own schedules."""
+
+import math
+
+import numpy as np
+import pytest
+
+from engine.forward import img2img_start, schedule_from_config
+
+SD = {"_class_name": "PNDMScheduler", "beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear",
+      "num_train_timesteps": 1000}
+
+
+@pytest.mark.parametrize("schedule", ["scaled_linear", "linear", "squaredcos_cap_v2"])
+def test_alphas_match_diffusers(schedule):
+    from diffusers import DDPMScheduler
+
+    config = {**SD, "beta_schedule": schedule}
+    ours = schedule_from_config(config)
+    theirs = DDPMScheduler(beta_start=config["beta_start"], beta_end=config["beta_end"], beta_schedule=schedule)
+    assert np.allclose(ours.alphas_cumprod, theirs.alphas_cumprod.double().numpy(), rtol=1e-5, atol=1e-7)
+    assert np.allclose(ours.betas, theirs.betas.double().numpy(), rtol=1e-5, atol=1e-8)
+
+
+def test_noised_is_the_formula_with_a_fixed_epsilon():
+    fs = schedule_from_config(SD)
+    x0 = np.linspace(-1, 1, 2 * 4 * 4).reshape(2, 4, 4).astype(np.float32)
+    t = 500
+    eps = np.random.default_rng(3).standard_normal(x0.shape).astype(np.float32)
+    a = fs.alphas_cumprod[t]
+    assert np.allclose(fs.noised(x0, t, seed=3), math.sqrt(a) * x0 + math.sqrt(1 - a) * eps, atol=1e-6)
+    assert np.array_equal(fs.noised(x0, t, seed=3), fs.noised(x0, t, seed=3))
+    assert fs.snr[0] > 100 > fs.snr[500] > fs.snr[999]
+    with pytest.raises(ValueError):
+        fs.noised(x0, 1000)
+
+
+def test_flow_matching_schedule_with_shift():
+    fs = schedule_from_config({"_class_name": "FlowMatchEulerDiscreteScheduler", "num_train_timesteps": 1000, "shift": 3.0})
+    assert fs.kind == "flow" and fs.betas is None
+    sigma = fs.noise[499]
+    assert math.isclose(sigma, 3 * 0.5 / (1 + 2 * 0.5)) and math.isclose(fs.signal[499], 1 - sigma)
+    assert fs.noise[-1] == 1.0
+
+
+@pytest.mark.parametrize("strength,steps,run", [(0.0, 20, 0), (1.0, 20, 20), (0.5, 20, 10), (0.51, 20, 11), (0.3, 7, 3)])
+def test_img2img_runs_ceil_of_strength_times_steps(strength, steps, run):
+    assert img2img_start(strength, steps)[0] == run
