@@ -116,3 +116,78 @@ def extract_loras(text: str) -> tuple[str, tuple[LoraTag, ...]]:
         return ""
 
     return _LORA.sub(take, text), tuple(found.values())
+
+
+# -- chunks of tokens with weights ---------------------------------------------------------------------------------
+CHUNK_TOKENS = 75  # CLIP's 77 positions less the start and end tokens
+#: A full chunk is cut after its last comma when that comma is at most this many tokens back (as A1111 does), so
+#: a phrase is not split across two chunks.
+COMMA_BACKTRACK = 20
+
+
+@dataclass(frozen=True)
+class Chunk:
+    ids: tuple[int, ...]  # start token, up to 75 tokens, end token, padding: CHUNK_TOKENS + 2 in all
+    weights: tuple[float, ...]  # one per id (1.0 for the special tokens and padding)
+
+
+def token_chunks(prompt: str, tokenize, *, bos: int, eos: int, pad: int, comma: int | None = None) -> list[Chunk]:
+    """The prompt as 77-token chunks with a weight per token: its attention syntax parsed, ``BREAK`` starting a new
+    chunk, long prompts continued in further chunks rather than cut. ``tokenize(text)`` returns token ids
+    without start/end tokens. Each chunk is laid out as the pipelines' own tokenizer call lays out one prompt
+    (start, tokens, end, then padding), so a plain prompt gives exactly the ids it gives there."""
+    chunks: list[Chunk] = []
+    ids: list[int] = []
+    weights: list[float] = []
+
+    def close() -> None:
+        nonlocal ids, weights
+        fill = CHUNK_TOKENS - len(ids)
+        chunks.append(Chunk(tuple([bos, *ids, eos] + [pad] * fill), tuple([1.0, *weights, 1.0] + [1.0] * fill)))
+        ids, weights = [], []
+
+    for fragment in parse_attention(prompt):
+        if fragment.is_break:
+            close()
+            continue
+        for token in tokenize(fragment.text) if fragment.text else []:
+            if len(ids) == CHUNK_TOKENS:
+                cut = _last_comma(ids, comma)
+                carry_ids, carry_weights = ids[cut:], weights[cut:]
+                ids, weights = ids[:cut], weights[:cut]
+                close()
+                ids, weights = carry_ids, carry_weights
+            ids.append(token)
+            weights.append(fragment.weight)
+    if ids or not chunks:
+        close()
+    return chunks
+
+
+def _last_comma(ids: list[int], comma: int | None) -> int:
+    """Where a full chunk is cut: just after its last comma if that is near the end, else at the end."""
+    if comma is not None:
+        for back in range(1, COMMA_BACKTRACK + 1):
+            if ids[-back] == comma:
+                return len(ids) - back + 1
+    return len(ids)
+
+
+def pad_chunks(a: list[Chunk], b: list[Chunk], empty: Chunk) -> tuple[list[Chunk], list[Chunk]]:
+    """Two prompts' chunks made the same length (CFG batches them) by adding empty-prompt chunks to the shorter."""
+    n = max(len(a), len(b))
+    return a + [empty] * (n - len(a)), b + [empty] * (n - len(b))
+
+
+def apply_weights(hidden, weights):
+    """A1111's "original" emphasis: scale each token's embedding by its weight, then restore the chunk's mean so
+    weights change the balance within the prompt rather than its overall strength. ``hidden``: 1×77×D tensor;
+    ``weights``: a sequence of 77 floats. Unweighted chunks are returned unchanged (bit for bit)."""
+    if all(w == 1.0 for w in weights):
+        return hidden
+    import torch
+
+    w = torch.tensor(weights, dtype=hidden.dtype, device=hidden.device).reshape(1, -1, 1)
+    original_mean = hidden.float().mean()
+    scaled = hidden * w
+    return scaled * (original_mean / scaled.float().mean()).to(hidden.dtype)
