@@ -1,20 +1,25 @@
 """The headless command line: ``darkroom generate``, ``darkroom models``, ``darkroom gallery`` and friends.
 
-Never imports Qt. Bad input ends with a one-line message on stderr and a non-zero exit code, never a traceback
-(``--debug`` shows one).
+Never imports Qt. Bad input ends with a one-line message on stderr and a non-zero exit code (2 for bad usage),
+never a traceback (``--debug`` shows one). Every subcommand sets ``handler``: a function of the parsed
+arguments that returns the exit code. ``darkroom generate``'s options come from the field registry
+(:data:`engine.fields.FIELDS`), so a field with a ``cli`` option is an option here without any edit.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 from . import __version__
-from .errors import DarkroomError
-from .request import DEFAULT_SCHEDULER, SCHEDULERS, ValidationError, build_request
+from .errors import DarkroomError, ErrorKind
+from .fields import FIELD, FIELDS
+from .request import ValidationError, build_request
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CANCELLED = 0, 1, 2, 130
 
@@ -35,6 +40,20 @@ def _size(text: str) -> tuple[int, int]:
         raise argparse.ArgumentTypeError(f"size must look like 512x512, not {text!r}") from None
 
 
+def _add_field_options(parser: argparse.ArgumentParser) -> None:
+    """The prompt as the positional argument, and an option for every registry field that names one. Options
+    default to None, meaning "the registry's default"; values are checked by build_request, not argparse."""
+    prompt = FIELD["prompt"]
+    parser.add_argument("prompt", help=prompt.tooltip.rstrip(".").lower())
+    for field in FIELDS:
+        if field.cli:
+            parser.add_argument(field.cli, dest=field.name, default=None, metavar=field.cli_metavar or None,
+                                help=field.help)
+    parser.add_argument("--size", type=_size, default=None, metavar="WxH",
+                        help="image size (default: the model's native size)")
+    parser.add_argument("--scheduler", dest="sampler", default=None, help=argparse.SUPPRESS)  # its old name
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="darkroom",
@@ -46,16 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("app", help="open the Darkroom window (the default)")
 
-    gen = sub.add_parser("generate", help="generate images from a prompt, headless")
-    gen.add_argument("prompt", help="what to draw")
-    gen.add_argument("--negative", default="", metavar="TEXT", help="what to avoid")
-    gen.add_argument("--model", default="", metavar="PATH_OR_NAME", help="model folder, .safetensors file or name (default: the bundled model)")
-    gen.add_argument("--seed", default="random", metavar="N", help='integer 0..4294967295 or "random" (default)')
-    gen.add_argument("--steps", default=25, metavar="N", help="denoising steps, 1-150 (default 25)")
-    gen.add_argument("--cfg", default=7.0, metavar="X", help="classifier-free guidance scale, 0-30 (default 7)")
-    gen.add_argument("--size", type=_size, default=None, metavar="WxH", help="image size (default: the model's native size)")
-    gen.add_argument("--scheduler", default=DEFAULT_SCHEDULER, metavar="NAME", help=f"sampler: {', '.join(SCHEDULERS)}")
-    gen.add_argument("--batch", default=1, metavar="N", help="number of images; image k uses seed+k")
+    gen = sub.add_parser("generate", help="generate images from a prompt, headless",
+                         description="Generate images from a prompt without opening the window.")
+    _add_field_options(gen)
     gen.add_argument("--out", type=Path, default=None, metavar="DIR", help="write the PNGs into DIR instead of the gallery")
     gen.add_argument("--device", choices=("cuda", "mps", "cpu"), default=None, help="force a device")
     gen.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -69,36 +81,38 @@ def build_parser() -> argparse.ArgumentParser:
     dl.add_argument("--config-only", action="store_true", help="only the configuration a single-file checkpoint needs")
     dl.set_defaults(handler=cmd_models_download)
 
-    for module in ("engine.gallery.cli", "engine.train.cli", "engine.bench"):
-        try:
-            register = __import__(module, fromlist=["register"]).register
-        except (ImportError, AttributeError):
-            continue
-        register(sub)
+    # Imported here, not at the top: importing engine.cli (as the launcher does) must not import them.
+    from .gallery.cli import register as register_gallery
+    from .train.cli import register as register_training
+
+    register_gallery(sub)
+    register_training(sub)
+    from .bench import register as register_bench
+
+    register_bench(sub)
     return parser
+
+
+def generation_values(args: argparse.Namespace) -> dict[str, Any]:
+    """The registry fields given on the command line (the rest take their defaults in build_request)."""
+    values = {"prompt": args.prompt}
+    values.update({f.name: getattr(args, f.name) for f in FIELDS if f.cli and getattr(args, f.name) is not None})
+    return values
 
 
 def cmd_generate(args) -> int:
     from .models import native_size
 
-    width, height = args.size or native_size(args.model)
+    values = generation_values(args)
+    values["width"], values["height"] = args.size or native_size(values.get("model", ""))
     try:
-        built = build_request(
-            prompt=args.prompt,
-            negative_prompt=args.negative,
-            seed=args.seed,
-            steps=args.steps,
-            cfg=args.cfg,
-            width=width,
-            height=height,
-            scheduler=args.scheduler,
-            model=args.model,
-            batch_count=args.batch,
-        )
+        built = build_request(**values)
     except ValidationError as exc:
         raise CliError(str(exc), EXIT_USAGE) from None
     for notice in built.notices:
         print(f"note: {notice}", file=sys.stderr)
+    if args.out is not None:
+        check_out_folder(args.out)  # before the model loads, not after the first image is made
     from .models import resolve
 
     try:
@@ -108,11 +122,23 @@ def cmd_generate(args) -> int:
     return run_generation(built.request, args)
 
 
+def check_out_folder(folder: Path) -> None:
+    """Make ``folder`` if needed and prove that a file can be written there. Raises :class:`CliError`."""
+    from .gallery import store
+
+    probe = folder / store.temp_name()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        os.unlink(probe)
+    except OSError as exc:
+        raise CliError(f"Cannot write images into {folder}: {exc.strerror or exc}. Choose another --out folder.") from None
+
+
 def run_generation(request, args) -> int:
     from .engine import Engine, EngineOptions, PreviewOptions
     from .events import Cancelled, Failed, Finished, ImageReady, Progress, Started
     from .gallery import Gallery
-
     from .settings import load as load_settings
 
     gallery = None if args.out else Gallery(load_settings()[0].gallery_dir or None)
@@ -206,6 +232,15 @@ def cmd_models_download(args) -> int:
     return EXIT_OK
 
 
+def _error(message: str) -> None:
+    """One line on stderr, whatever the message holds (line breaks, undecodable text from the command line)."""
+    text = " ".join(str(message).split("\n")).encode("utf-8", "backslashreplace").decode("utf-8")
+    try:
+        print(f"darkroom: error: {text}", file=sys.stderr)
+    except UnicodeEncodeError:  # a terminal in a narrow encoding
+        print(f"darkroom: error: {text}".encode("ascii", "backslashreplace").decode("ascii"), file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -217,16 +252,21 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return handler(args)
     except CliError as exc:
-        print(f"darkroom: error: {exc}", file=sys.stderr)
+        _error(str(exc))
         return exc.code
     except DarkroomError as exc:
-        print(f"darkroom: error: {exc.message}", file=sys.stderr)
+        _error(exc.message)
         if args.debug and exc.details:
             print(exc.details, file=sys.stderr)
-        return EXIT_FAILED
+        return EXIT_USAGE if exc.kind == ErrorKind.VALIDATION else EXIT_FAILED
     except KeyboardInterrupt:
         print("darkroom: cancelled", file=sys.stderr)
         return EXIT_CANCELLED
     except OSError as exc:
-        print(f"darkroom: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
+        _error(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "))
+        return EXIT_FAILED
+    except Exception as exc:  # noqa: BLE001 - people get one line; --debug shows the traceback
+        if args.debug:
+            raise
+        _error(f"unexpected {type(exc).__name__}: {exc} (run with --debug for details)")
         return EXIT_FAILED

@@ -156,8 +156,8 @@ class Engine:
                     job.state = "done"
         try:
             self._on_event(event)
-        except Exception:  # a broken receiver must not kill the engine
-            log.exception("event receiver failed on %r", type(event).__name__)
+        except Exception as exc:  # a broken receiver must not kill the engine
+            _log_failure(f"event receiver failed on {type(event).__name__}", exc)
 
     def _run(self) -> None:
         try:
@@ -167,7 +167,7 @@ class Engine:
             self._runtime = Runtime(self._options, self._emit)
             self._emit(StatusChanged("Ready", device=self._runtime.device_name, dtype=self._runtime.dtype_name))
         except BaseException as exc:  # noqa: BLE001 - reported, then jobs fail with the same message
-            log.exception("engine failed to start")
+            _log_failure("engine failed to start", exc)
             startup_error = exc
         else:
             startup_error = None
@@ -202,7 +202,7 @@ class Engine:
         if isinstance(exc, DarkroomError):
             return Failed(job_id, exc.kind.value, exc.message, exc.details or "")
         details = "".join(traceback.format_exception(exc))
-        text = str(exc)
+        text = " ".join(str(exc).split())  # one line, whatever the library put in its message
         if "out of memory" in text.lower() or type(exc).__name__ == "OutOfMemoryError":
             return Failed(
                 job_id,
@@ -212,8 +212,15 @@ class Engine:
             )
         if isinstance(exc, OSError) and exc.errno is not None:
             return Failed(job_id, ErrorKind.DISK.value, f"A file could not be read or written: {exc.strerror}.", details)
-        log.error("job %s failed: %s", job_id, details)
+        _log_failure(f"job {job_id} failed", exc)
         return Failed(job_id, ErrorKind.INTERNAL.value, f"Generation failed: {text[:200] or type(exc).__name__}", details)
+
+
+def _log_failure(what: str, exc: BaseException) -> None:
+    """One line at error level; the traceback only at debug level, so a front end that logs warnings (the
+    command line without --debug) never prints one. The Failed event carries it for whoever wants it."""
+    log.error("%s: %s: %s", what, type(exc).__name__, " ".join(str(exc).split())[:300])
+    log.debug("%s:\n%s", what, "".join(traceback.format_exception(exc)))
 
 
 # Re-exported for callers that only need the engine's public surface.

@@ -7,21 +7,41 @@ from __future__ import annotations
 from pathlib import Path
 
 from . import paths
-from .errors import DarkroomError, ModelNotFoundError, OfflineError
+from .errors import DarkroomError, ErrorKind, ModelNotFoundError, OfflineError
 
 #: Weights in safe formats only; pickle-based files are never fetched.
 WEIGHT_PATTERNS = ["*.safetensors"]
 CONFIG_PATTERNS = ["*.json", "*.txt", "tokenizer*/*", "*/*.json", "*/*.txt"]
 
 
-def download(repo_id: str, *, config_only: bool = False, dest: Path | None = None) -> Path:
-    """Fetch ``repo_id`` into the models folder (or the Hugging Face cache for config-only fetches)."""
-    try:
-        from huggingface_hub import snapshot_download
-        from huggingface_hub.errors import LocalEntryNotFoundError, OfflineModeIsEnabled, RepositoryNotFoundError
-    except ImportError as exc:  # pragma: no cover - huggingface_hub is a dependency
-        raise DarkroomError("Downloading needs the huggingface_hub package.", str(exc)) from exc
+def check_repo_id(repo_id: str) -> str:
+    """``repo_id`` if it is a valid Hugging Face model id, else a :class:`DarkroomError` (validation) in one line.
 
+    Checked before anything touches the network or the disk: the id also names the folder the model lands in,
+    so ``..`` or a path must never get that far."""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as exc:
+        shown = repr(repo_id[:100]).encode("ascii", "backslashreplace").decode("ascii")
+        raise DarkroomError(
+            f"{shown} is not a Hugging Face model id: use owner/name (letters, digits, '-', '_' and '.', not "
+            "starting or ending with '-' or '.'), e.g. stable-diffusion-v1-5/stable-diffusion-v1-5.",
+            str(exc),
+            kind=ErrorKind.VALIDATION,
+        ) from None
+    return repo_id
+
+
+def download(repo_id: str, *, config_only: bool = False, dest: Path | None = None) -> Path:
+    """Fetch ``repo_id`` into the models folder (or the Hugging Face cache for config-only fetches). Raises
+    :class:`DarkroomError` for an invalid id (before any network access) and when the download fails."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError, OfflineModeIsEnabled, RepositoryNotFoundError
+
+    check_repo_id(repo_id)
     allow = CONFIG_PATTERNS if config_only else CONFIG_PATTERNS + WEIGHT_PATTERNS
     target = None if config_only else (dest or paths.models_dir() / repo_id.split("/")[-1])
     try:

@@ -26,3 +26,26 @@ def test_cli_download_unreachable_hub_is_one_line_and_nonzero(tmp_path):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("darkroom: error: Could not download someone/model")
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("repo_id", ["../../etc", "..", "a/..", "owner/name/extra", "a b/c", "", "x" * 200, "/abs/path"])
+def test_invalid_repo_ids_are_refused_before_any_download(monkeypatch, tmp_path, repo_id):
+    import huggingface_hub
+
+    from engine.errors import DarkroomError, ErrorKind
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", lambda *a, **k: pytest.fail("reached the network"))
+    with pytest.raises(DarkroomError) as info:
+        download(repo_id, dest=tmp_path / "m")
+    assert info.value.kind == ErrorKind.VALIDATION
+    assert "is not a Hugging Face model id" in info.value.message and "\n" not in info.value.message
+    assert not (tmp_path / "m").exists()
+
+
+def test_cli_invalid_repo_id_is_one_line_exit_2(tmp_path):
+    env = {"PATH": "", "DARKROOM_HOME": str(tmp_path), "HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run([sys.executable, "-m", "gui.launcher", "models", "download", "../../etc"],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("darkroom: error: '../../etc' is not a Hugging")
+    assert not list(tmp_path.rglob("etc"))
