@@ -1,3 +1,7 @@
-from .cli import main
+"""``python -m engine.train train …`` is ``darkroom train …`` (and likewise for ``evaluate``)."""
 
-raise SystemExit(main())
+import sys
+
+from ..cli import main
+
+raise SystemExit(main(sys.argv[1:]))

@@ -157,14 +157,15 @@ def time_generation(pipe, steps=25, size=64, guidance=5.0, runs=5):
             "steps": steps, "size": size, "guidance": guidance, "threads": torch.get_num_threads()}
 
 
-def evaluate(model="resources/models/darkroom-emoji", data_dir="data/emoji64", n_captions=200, steps=25,
-             guidance=5.0, threads=2, out=None, speed=True, seed=0, log=print) -> dict:
+def evaluate(model: str | Path, data_dir: str | Path, out: str | Path, n_captions=200, steps=25, guidance=5.0,
+             threads=2, speed=True, seed=0, log=print) -> dict:
+    """Measure ``model`` against the dataset in ``data_dir``; writes evaluation.json and the grids into ``out``."""
     import numpy as np
     import torch
 
     from .dataset import load_dataset
 
-    out = Path(out or model)
+    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     pipe = load_pipeline(model, threads)
     images, captions = load_dataset(data_dir)

@@ -7,7 +7,11 @@ schedule, so every standard scheduler samples it), dropping the caption for clas
 The result is exported as a plain diffusers Stable Diffusion folder (fp16 safetensors) plus preview.json.
 
 Runs on CUDA (bf16/fp16 autocast) or CPU, is seeded, resumable (checkpoints in the run folder), shows a
-progress bar and writes a CSV loss log per stage.
+progress bar and writes a CSV loss log per stage. Checkpoints are read back with ``torch.load(weights_only=True)``:
+tensors and plain containers only, never arbitrary pickled objects.
+
+Folders left empty in :class:`TrainConfig` live in the user's data folder (:func:`default_folders`); the
+bundled model in ``resources/`` is replaced only when ``out_dir`` names it.
 """
 
 from __future__ import annotations
@@ -19,17 +23,29 @@ import os
 import random
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 PREVIEW_FILE = "preview.json"
+#: Name of the model folder a training run exports into, in the user's models folder by default.
+EXPORT_NAME = "darkroom-emoji-trained"
+
+
+def default_folders() -> dict[str, Path]:
+    """Where training keeps its dataset, its run (checkpoints, logs) and its exported model by default: the
+    user's data folder, never the checkout. The export lands in the models folder, so the app lists it."""
+    from .. import paths
+
+    training = paths.data_dir() / "training"
+    return {"data_dir": training / "emoji64", "run_dir": training / "runs" / "emoji",
+            "out_dir": paths.models_dir() / EXPORT_NAME}
 
 
 @dataclass
 class TrainConfig:
-    data_dir: str = "data/emoji64"
-    run_dir: str = "runs/emoji"
-    out_dir: str = "resources/models/darkroom-emoji"
+    data_dir: str = ""  # "" (here and below): the folder in default_folders()
+    run_dir: str = ""
+    out_dir: str = ""
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
     threads: int = 0  # torch CPU threads (0: leave torch's default)
@@ -61,6 +77,11 @@ class TrainConfig:
     checkpoint_every: int = 500
     log_every: int = 10
     stages: str = "vae,unet,export"
+
+    def resolved(self) -> "TrainConfig":
+        """A copy with every empty folder replaced by its default."""
+        defaults = default_folders()
+        return replace(self, **{k: str(v) for k, v in defaults.items() if not getattr(self, k)})
 
     def to_json(self) -> dict:
         d = asdict(self)
@@ -176,6 +197,25 @@ def _atomic_save(obj, path: Path):
     os.replace(tmp, path)
 
 
+def load_checkpoint(path: Path, device) -> dict:
+    """A checkpoint this trainer wrote: tensors and plain containers only (``weights_only``), so a file that
+    someone swapped for a pickle with code in it is refused, not run. Raises DarkroomError."""
+    import pickle
+
+    import torch
+
+    from ..errors import DarkroomError
+
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:
+        raise DarkroomError(
+            f"The training checkpoint {path} is not one this trainer wrote (or it is damaged); delete it to start "
+            "that stage again, or choose another --run-dir.",
+            f"{type(exc).__name__}: {exc}",
+        ) from None
+
+
 def _lr_at(step: int, total: int, base: float, warmup: int) -> float:
     if step < warmup:
         return base * (step + 1) / warmup
@@ -215,7 +255,7 @@ def train_vae(cfg: TrainConfig, images, device, run: Path):
     step = 0
     gen = torch.Generator().manual_seed(cfg.seed + 1)
     if ckpt_path.exists():
-        ck = torch.load(ckpt_path, map_location=device, weights_only=False)
+        ck = load_checkpoint(ckpt_path, device)
         vae.load_state_dict(ck["model"])
         opt.load_state_dict(ck["opt"])
         step = ck["step"]
@@ -264,7 +304,7 @@ def encode_latents(cfg: TrainConfig, vae, images, device, run: Path):
 
     path = run / "latents.pt"
     if path.exists():
-        ck = torch.load(path, weights_only=False)
+        ck = load_checkpoint(path, "cpu")
         if ck.get("n") == len(images):
             return ck["mean"], ck["std"], ck["scale"]
     data = to_tensor(images)
@@ -334,7 +374,7 @@ def train_unet(cfg: TrainConfig, lat_mean, lat_std, scale, captions, tokenizer, 
     step = 0
     gen = torch.Generator().manual_seed(cfg.seed + 2)
     if ckpt_path.exists():
-        ck = torch.load(ckpt_path, map_location=device, weights_only=False)
+        ck = load_checkpoint(ckpt_path, device)
         unet.load_state_dict(ck["unet"])
         te.load_state_dict(ck["text"])
         opt.load_state_dict(ck["opt"])
@@ -463,6 +503,7 @@ def train(cfg: TrainConfig, log=print) -> Path:
 
     from .tokenizer import save_clip_tokenizer
 
+    cfg = cfg.resolved()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     seed_everything(cfg.seed)
