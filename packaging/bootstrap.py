@@ -2,12 +2,15 @@
 """Set up Darkroom in ./.venv and start it — the one command a fresh clone needs.
 
     python3 packaging/bootstrap.py          # set up (first time only) and open the app
-    python3 packaging/bootstrap.py test     # set up with the test tools and run the whole test suite
+    python3 packaging/bootstrap.py test     # set up with the test and training tools, run the whole test suite
     python3 packaging/bootstrap.py test -k engine   # extra arguments go to pytest
     python3 packaging/bootstrap.py shortcut # Linux: add Darkroom to the desktop's application menu
 
 Needs Python 3.11 or newer and the package index. PyTorch is installed only when the virtual environment has
 none, so a GPU build installed there beforehand is kept.
+
+Once set up, a launch costs only file checks: an install stamp records the pyproject.toml it installed, and
+this process is replaced by the app's (``os.execv``) rather than waiting for it as a child.
 """
 
 from __future__ import annotations
@@ -17,13 +20,15 @@ import os
 import shutil
 import subprocess
 import sys
-import venv
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV = ROOT / ".venv"
 TORCH = "torch==2.13.0"
 EMOJI_FONT = "/usr/share/fonts/truetype/noto/NotoColorEmoji.ttf"
+#: Extras each command installs: the app needs none; the tests also cover the optional training part.
+APP_EXTRAS: tuple[str, ...] = ()
+TEST_EXTRAS = ("test", "train")
 # Libraries Qt's xcb platform plugin needs on Linux that minimal desktops and servers often lack.
 QT_LINUX_LIBS = {
     "libxcb-cursor.so.0": "libxcb-cursor0",
@@ -43,30 +48,78 @@ def say(text: str) -> None:
     print(f"[darkroom setup] {text}", flush=True)
 
 
-def venv_python() -> Path:
-    return VENV / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+def venv_python(venv: Path | None = None) -> Path:
+    return (venv or VENV) / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+
+
+def site_packages(venv: Path | None = None) -> list[Path]:
+    venv = venv or VENV
+    if os.name == "nt":
+        return [venv / "Lib" / "site-packages"]
+    return sorted((venv / "lib").glob("python3*/site-packages"))
+
+
+def has_torch(venv: Path | None = None) -> bool:
+    """Whether PyTorch is installed in the venv, from its package metadata (importing it takes seconds)."""
+    return any(any(sp.glob("torch-*.dist-info")) for sp in site_packages(venv))
+
+
+def stamp_path(extras: tuple[str, ...]) -> Path:
+    return VENV / f".darkroom-installed-{'-'.join(extras) or 'app'}"
+
+
+def project_digest() -> str:
+    return hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+
+
+def read_stamp(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except OSError:
+        return ""
+
+
+def plan_setup(*, venv_exists: bool, torch_installed: bool, stamp: str, digest: str) -> list[str]:
+    """The setup steps still to do, in order ([] when the venv is ready): pure, so it is tested without a network.
+
+    A current stamp means this pyproject.toml was installed with these extras, torch included (torch is checked
+    only when something must be installed anyway)."""
+    if venv_exists and stamp == digest:
+        return []
+    steps = [] if venv_exists else ["create venv"]
+    if not (venv_exists and torch_installed):
+        steps.append("install torch")
+    steps.append("install darkroom")
+    return steps
 
 
 def pip(*args: str) -> None:
     subprocess.run([str(venv_python()), "-m", "pip", "install", "--disable-pip-version-check", "--quiet", *args], check=True)
 
 
-def ensure_environment(extras: str) -> None:
+def ensure_environment(extras: tuple[str, ...]) -> bool:
+    """Make the venv ready for ``extras``. Returns True when something was installed."""
     if sys.version_info < (3, 11):
         sys.exit(f"Darkroom needs Python 3.11 or newer; this is {sys.version.split()[0]}.")
-    if not venv_python().exists():
-        say(f"creating {VENV}")
-        venv.EnvBuilder(with_pip=True).create(VENV)
-    has_torch = subprocess.run([str(venv_python()), "-c", "import torch"], capture_output=True).returncode == 0
-    if not has_torch:
-        say(f"installing {TORCH} (a few minutes the first time)")
-        pip(TORCH)
-    stamp = VENV / f".darkroom-installed-{extras or 'app'}"
-    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
-    if not stamp.exists() or stamp.read_text() != digest:
-        say("installing Darkroom and its libraries")
-        pip("-e", f"{ROOT}[{extras}]" if extras else str(ROOT))
-        stamp.write_text(digest)
+    stamp = stamp_path(extras)
+    digest = project_digest()
+    venv_exists = venv_python().exists()
+    steps = plan_setup(venv_exists=venv_exists, torch_installed=venv_exists and has_torch(),
+                       stamp=read_stamp(stamp), digest=digest)
+    for step in steps:
+        if step == "create venv":
+            import venv
+
+            say(f"creating {VENV}")
+            venv.EnvBuilder(with_pip=True).create(VENV)
+        elif step == "install torch":
+            say(f"installing {TORCH} (a few minutes the first time)")
+            pip(TORCH)
+        elif step == "install darkroom":
+            say("installing Darkroom and its libraries")
+            pip("-e", f"{ROOT}[{','.join(extras)}]" if extras else str(ROOT))
+            stamp.write_text(digest, encoding="utf-8")
+    return bool(steps)
 
 
 def missing_qt_libraries() -> list[str]:
@@ -89,19 +142,35 @@ def apt_install(packages: list[str], why: str) -> None:
     say(f"{why}; install with:  sudo apt-get install {' '.join(packages)}")
 
 
+def launch(argv: list[str], env: dict[str, str] | None = None) -> int:
+    """Run ``argv`` in place of this process where the system allows (POSIX), else as a child (Windows, whose
+    exec starts a new process and returns at once, which a console would take for the app's end)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if os.name != "posix":
+        return subprocess.call(argv, env=env)
+    if env is None:
+        os.execv(argv[0], argv)
+    else:
+        os.execve(argv[0], argv, env)
+    return 0  # not reached: exec replaced this process
+
+
 def run_app(args: list[str]) -> int:
-    ensure_environment("")
-    if not os.environ.get("QT_QPA_PLATFORM"):
+    installed = ensure_environment(APP_EXTRAS)
+    if installed and not os.environ.get("QT_QPA_PLATFORM"):
+        # At setup only: a later launch that lacks them is told by the app itself (gui.app checks at start).
         apt_install(missing_qt_libraries(), "Qt needs these system libraries to open a window on Linux")
-    return subprocess.call([str(venv_python()), "-m", "gui.launcher", *args], cwd=ROOT)
+    return launch([str(venv_python()), "-m", "gui.launcher", *args])
 
 
 def run_tests(args: list[str]) -> int:
-    ensure_environment("test")
+    ensure_environment(TEST_EXTRAS)
     if sys.platform.startswith("linux") and not Path(EMOJI_FONT).is_file():
         apt_install(["fonts-noto-color-emoji"], "the emoji dataset tests render the Noto Color Emoji font")
+    os.chdir(ROOT)
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen", HF_HUB_OFFLINE="1")
-    return subprocess.call([str(venv_python()), "-m", "pytest", *args], cwd=ROOT, env=env)
+    return launch([str(venv_python()), "-m", "pytest", *args], env)
 
 
 def install_shortcut() -> int:
@@ -109,7 +178,7 @@ def install_shortcut() -> int:
     if not sys.platform.startswith("linux"):
         say("the shortcut command is for Linux desktops; on other systems run darkroom-app from .venv")
         return 1
-    ensure_environment("")
+    ensure_environment(APP_EXTRAS)
     apps = Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local/share")) / "applications"
     apps.mkdir(parents=True, exist_ok=True)
     launcher = VENV / "bin" / "darkroom-app"
