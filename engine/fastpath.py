@@ -1,8 +1,11 @@
-"""The GPU fast path: a compiled, CUDA-graphed U-Net per image shape, and previews that never stall the loop.
+"""The GPU fast path: a compiled, CUDA-graphed denoiser per image shape, and previews that never stall the loop.
 
-What it does, per loaded model (one :class:`FastPath`, owned by the runtime on the engine's worker thread):
+The denoiser is the family's network (:attr:`engine.families.base.Family.denoiser`: SD's and SDXL's U-Net, a
+transformer for later families); the fast path knows only its call (positional and keyword tensors, from
+``Family.example_inputs``), never a family. What it does, per loaded model (one :class:`FastPath`, owned by the
+runtime on the engine's worker thread):
 
-- **channels_last + SDPA.** The U-Net's weights are switched to channels_last once, when the model loads, and
+- **channels_last + SDPA.** The denoiser's weights are switched to channels_last once, when the model loads, and
   attention runs through PyTorch's scaled-dot-product attention (diffusers' default; a classic processor is
   replaced).
 - **Compile in the background, never in the way.** The first generation of a shape (model, latent size, CFG
@@ -10,7 +13,7 @@ What it does, per loaded model (one :class:`FastPath`, owned by the runtime on t
   ``dynamic=False``) on an example input of that shape. The worker thread never compiles: compiled code is only
   called under ``set_stance("fail_on_recompile")``, so a guard miss raises instead of blocking for a minute.
 - **CUDA graphs, captured by us.** When a shape's compile is done, the next generation captures one CUDA graph
-  of the compiled U-Net on the worker thread (static input buffers, one memory pool shared by all shapes of the
+  of the compiled denoiser on the worker thread (static input buffers, one memory pool shared by all shapes of the
   model) and replays it every step. We capture ourselves instead of using ``mode="reduce-overhead"`` because
   inductor's CUDA-graph trees bind a graph to the thread that first ran it (here the compile thread) and keep
   thread-local state; an explicit graph has a lifetime and a thread we control.
@@ -19,7 +22,7 @@ What it does, per loaded model (one :class:`FastPath`, owned by the runtime on t
   from cache in seconds. A small manifest there remembers shapes whose compile failed, so a broken shape is not
   retried on every launch (until torch, the GPU or the model changes).
 - **Fail safe.** Any exception while compiling, capturing or replaying marks that shape broken, logs a warning
-  and runs it eagerly from then on; the image being made continues with the eager U-Net. A failure elsewhere in
+  and runs it eagerly from then on; the image being made continues with the eager denoiser. A failure elsewhere in
   the fast loop disables the fast path for the model and the runtime remakes the image on the standard path.
 - **Skip when it would not pay.** Only CUDA compiles (CPU and Apple GPUs run the standard path); a model gets at
   most :data:`MAX_SHAPES` compiled shapes per session (each costs a compile and graph memory), and a shape that
@@ -54,11 +57,11 @@ from . import paths
 
 log = logging.getLogger(__name__)
 
-#: Devices whose U-Net gets compiled. Tests widen it to run the policy on a CPU.
+#: Devices whose denoiser gets compiled. Tests widen it to run the policy on a CPU.
 COMPILE_DEVICES: tuple[str, ...] = ("cuda",)
 #: Compiled shapes per loaded model and session; later shapes run eagerly.
 MAX_SHAPES = 4
-#: Inductor options for the U-Net (1×1 convolutions as matrix multiplies, as diffusers' compile guide does).
+#: Inductor options for the denoiser (1×1 convolutions as matrix multiplies, as diffusers' compile guide does).
 INDUCTOR_OPTIONS: dict[str, Any] = {"conv_1x1_as_mm": True}
 MANIFEST_NAME = "darkroom-fastpath.json"
 CACHE_ENV = "DARKROOM_COMPILE_CACHE"
@@ -99,7 +102,7 @@ def configure_compile_cache(root: Path | None = None) -> Path:
         inductor_config.autotune_local_cache = True
         functorch_config.enable_autograd_cache = True
         _cache_root = root
-        log.info("compiled U-Nets are cached in %s", root)
+        log.info("compiled denoisers are cached in %s", root)
         return root
 
 
@@ -137,45 +140,72 @@ class Manifest:
 
 
 # ------------------------------------------------------------------------------------------------ keys
+def _walk(tree, path: str = ""):
+    """(path, tensor) for every tensor in a call's arguments (tuples, lists and dicts, in their order)."""
+    import torch
+
+    if isinstance(tree, dict):
+        for name, value in tree.items():
+            yield from _walk(value, f"{path}.{name}" if path else str(name))
+    elif isinstance(tree, (tuple, list)):
+        for i, value in enumerate(tree):
+            yield from _walk(value, f"{path}.{i}" if path else str(i))
+    elif torch.is_tensor(tree):
+        yield path, tree
+
+
+def _map(tree, fn):
+    """``tree`` with every tensor replaced by ``fn(tensor)``; other values kept."""
+    import torch
+
+    if isinstance(tree, dict):
+        return {name: _map(value, fn) for name, value in tree.items()}
+    if isinstance(tree, (tuple, list)):
+        return type(tree)(_map(value, fn) for value in tree)
+    return fn(tree) if torch.is_tensor(tree) else tree
+
+
 @dataclass(frozen=True)
 class ShapeKey:
-    """Everything a compiled, graphed U-Net is specialised on. A new key means a new compile (or eager)."""
+    """Everything a compiled, graphed denoiser is specialised on. A new key means a new compile (or eager)."""
 
-    model: str  # model identity: path, weights hash and U-Net config
-    latent: tuple[int, ...]  # U-Net input: (CFG batch, channels, h, w)
-    dtype: str
-    text: tuple[int, ...]  # prompt embeddings shape
-    added: tuple[tuple[str, tuple[int, ...]], ...] = ()  # SDXL: text_embeds, time_ids shapes
+    model: str  # model identity: path, weights hash and denoiser config
+    inputs: tuple[tuple[str, tuple[int, ...], str], ...]  # every tensor argument: (path, shape, dtype), sample first
+
+    @property
+    def latent(self) -> tuple[int, ...]:
+        """Shape of the latents the denoiser gets (CFG batch included)."""
+        return self.inputs[0][1]
+
+    @property
+    def dtype(self) -> str:
+        return self.inputs[0][2]
 
     @property
     def label(self) -> str:
-        b, _, h, w = self.latent
-        return f"{w}x{h} latents, batch {b}, {self.dtype}"
+        if len(self.latent) == 4:
+            b, _, h, w = self.latent
+            return f"{w}x{h} latents, batch {b}, {self.dtype}"
+        return f"{'x'.join(map(str, self.latent))} latents, {self.dtype}"
 
     def digest(self, env: str = "") -> str:
-        text = json.dumps([env, self.model, self.latent, self.dtype, self.text, self.added])
+        text = json.dumps([env, self.model, self.inputs])
         return hashlib.sha256(text.encode("utf-8")).hexdigest()[:20]
 
 
 def model_identity(model) -> str:
-    """A loaded model's identity for compiled artefacts: its path, weights hash and U-Net configuration."""
-    config = json.dumps(dict(model.pipe.unet.config), sort_keys=True, default=str)
+    """A loaded model's identity for compiled artefacts: its path, weights hash and denoiser configuration."""
+    config = json.dumps(dict(model.family.denoiser.config), sort_keys=True, default=str)
     conf_hash = hashlib.sha256(config.encode("utf-8")).hexdigest()[:12]
     return f"{Path(model.entry.path).resolve()}|{model.model_hash}|{conf_hash}"
 
 
-def shape_key(identity: str, sample_shape, cond) -> ShapeKey:
-    """The key of one denoising loop: the U-Net input shape (CFG batch included) and the conditioning."""
-    added = tuple(sorted((k, tuple(v.shape)) for k, v in (cond.added or {}).items()))
-    return ShapeKey(identity, tuple(int(s) for s in sample_shape), str(cond.embeds.dtype).replace("torch.", ""),
-                    tuple(cond.embeds.shape), added)
-
-
-def unet_input_shape(model, request, cond) -> tuple[int, int, int, int]:
-    pipe = model.pipe
-    scale = pipe.vae_scale_factor
-    batch = 2 if cond.cfg else 1
-    return (batch, pipe.unet.config.in_channels, request.height // scale, request.width // scale)
+def shape_key(identity: str, example: tuple[tuple, dict]) -> ShapeKey:
+    """The key of one denoising loop from an example of the denoiser's arguments (``Family.example_inputs``):
+    the shape and dtype of every tensor, latents (CFG batch included) first."""
+    inputs = tuple((path, tuple(int(s) for s in t.shape), str(t.dtype).replace("torch.", ""))
+                   for path, t in _walk(example))
+    return ShapeKey(identity, inputs)
 
 
 def environment() -> str:
@@ -188,27 +218,19 @@ def environment() -> str:
     return ", ".join(parts)
 
 
-def example_inputs(key: ShapeKey, cond, device: str):
-    """Zero-filled U-Net inputs of ``key``'s shapes, made like the loop makes its own (call inside
-    ``torch.inference_mode()``: Dynamo guards on it). The timestep is a 0-d float32 tensor on the device."""
+def zero_inputs(example: tuple[tuple, dict], device: str) -> tuple[tuple, dict]:
+    """Zero-filled denoiser arguments shaped like ``example``, on ``device``, made like the loop makes its own
+    (call inside ``torch.inference_mode()``: Dynamo guards on it). The timestep stays a 0-d float32 tensor."""
     import torch
 
-    dtype = getattr(torch, key.dtype)
-    sample = torch.zeros(key.latent, dtype=dtype, device=device)
-    t = torch.zeros((), dtype=torch.float32, device=device)
-    kwargs = {
-        "encoder_hidden_states": torch.zeros_like(cond.embeds),
-        "added_cond_kwargs": {k: torch.zeros_like(v) for k, v in cond.added.items()} if cond.added else None,
-        "return_dict": False,
-    }
-    return (sample, t), kwargs
+    return _map(example, lambda t: torch.zeros(t.shape, dtype=t.dtype, device=device))
 
 
-def default_compile(unet):
-    """``torch.compile`` of the U-Net with static shapes. CUDA graphs are captured by :class:`GraphedUNet`."""
+def default_compile(denoiser):
+    """``torch.compile`` of the denoiser with static shapes. CUDA graphs are captured by :class:`GraphedDenoiser`."""
     import torch
 
-    return torch.compile(unet, fullgraph=False, dynamic=False, options=dict(INDUCTOR_OPTIONS))
+    return torch.compile(denoiser, fullgraph=False, dynamic=False, options=dict(INDUCTOR_OPTIONS))
 
 
 def _is_oom(exc: BaseException) -> bool:
@@ -224,51 +246,50 @@ class _Guarded:
         self._key = key
         self._eager = eager
 
-    def _compiled_call(self, sample, timestep, kwargs):
+    def _compiled_call(self, args: tuple, kwargs: dict):
         raise NotImplementedError
 
-    def __call__(self, sample, timestep, **kwargs):
+    def __call__(self, *args, **kwargs):
         if self._fast.state(self._key) == "ready":
             try:
-                return self._compiled_call(sample, timestep, kwargs)
+                return self._compiled_call(args, kwargs)
             except Exception as exc:  # noqa: BLE001 - any failure: eager for good, with a note in the log
                 self._fast._mark_broken(self._key, exc, "run")
-        return self._eager(sample, timestep, **kwargs)
+        return self._eager(*args, **kwargs)
 
 
-class CompiledUNet(_Guarded):
-    """The compiled U-Net without CUDA graphs (used off CUDA, i.e. by tests)."""
+class CompiledDenoiser(_Guarded):
+    """The compiled denoiser without CUDA graphs (used off CUDA, i.e. by tests)."""
 
     def __init__(self, fast, key, compiled, eager):
         super().__init__(fast, key, eager)
         self._compiled = compiled
 
-    def _compiled_call(self, sample, timestep, kwargs):
+    def _compiled_call(self, args, kwargs):
         import torch
 
-        with torch.compiler.set_stance("fail_on_recompile"):  # strides are guarded: hand over the warm-up's
-            out = self._compiled(sample.contiguous(), timestep, **kwargs)
+        args = _map(args, lambda t: t.contiguous())  # strides are guarded: hand over the warm-up's
+        with torch.compiler.set_stance("fail_on_recompile"):
+            out = self._compiled(*args, **kwargs)
         return (out[0],)
 
 
-class GraphedUNet(_Guarded):
-    """One CUDA graph of the compiled U-Net for one shape: inputs are copied into static buffers, the graph is
-    replayed, and the output is cloned (the next replay overwrites the static output)."""
+class GraphedDenoiser(_Guarded):
+    """One CUDA graph of the compiled denoiser for one shape: inputs are copied into static buffers, the graph
+    is replayed, and the output is cloned (the next replay overwrites the static output)."""
 
-    def __init__(self, fast, key, eager, graph, static_args, static_kwargs, static_out):
+    def __init__(self, fast, key, eager, graph, static_inputs: list, static_out):
         super().__init__(fast, key, eager)
         self._graph = graph
-        self._sample, self._t = static_args
-        self._ehs = static_kwargs["encoder_hidden_states"]
-        self._added = static_kwargs["added_cond_kwargs"] or {}
+        self._inputs = static_inputs
         self._out = static_out
 
     @classmethod
-    def capture(cls, fast, key, compiled, eager, cond, pool, warmup: int = 2) -> "GraphedUNet":
+    def capture(cls, fast, key, compiled, eager, example, pool, warmup: int = 2) -> "GraphedDenoiser":
         import torch
 
         with torch.inference_mode(), torch.compiler.set_stance("fail_on_recompile"):
-            args, kwargs = example_inputs(key, cond, "cuda")
+            args, kwargs = zero_inputs(example, "cuda")
             side = torch.cuda.Stream()
             side.wait_stream(torch.cuda.current_stream())
             with torch.cuda.stream(side):
@@ -279,17 +300,14 @@ class GraphedUNet(_Guarded):
             with torch.cuda.graph(graph, pool=pool, capture_error_mode="thread_local"):
                 out = compiled(*args, **kwargs)[0]
             torch.cuda.current_stream().synchronize()
-        return cls(fast, key, eager, graph, args, kwargs, out)
+        return cls(fast, key, eager, graph, [t for _, t in _walk((args, kwargs))], out)
 
-    def _compiled_call(self, sample, timestep, kwargs):
-        if tuple(sample.shape) != tuple(self._sample.shape):
-            return self._eager(sample, timestep, **kwargs)
-        self._sample.copy_(sample)
-        self._t.copy_(timestep)
-        self._ehs.copy_(kwargs["encoder_hidden_states"])
-        added = kwargs.get("added_cond_kwargs") or {}
-        for name, buffer in self._added.items():
-            buffer.copy_(added[name])
+    def _compiled_call(self, args, kwargs):
+        given = [t for _, t in _walk((args, kwargs))]
+        if len(given) != len(self._inputs) or any(a.shape != b.shape for a, b in zip(given, self._inputs)):
+            return self._eager(*args, **kwargs)
+        for buffer, value in zip(self._inputs, given):
+            buffer.copy_(value)
         self._graph.replay()
         return (self._out.clone(),)
 
@@ -306,15 +324,15 @@ class ShapeState:
 
 
 class FastPath:
-    """Per loaded model: decides, per shape, whether the U-Net runs compiled and graphed or eagerly.
+    """Per loaded model: decides, per shape, whether the denoiser runs compiled and graphed or eagerly.
 
-    Worker-thread API: :meth:`forward_for` (returns a U-Net callable or ``None`` for eager), :meth:`previews`,
+    Worker-thread API: :meth:`forward_for` (returns a denoiser callable or ``None`` for eager), :meth:`previews`,
     :meth:`fail`, :meth:`close`. The compile thread only touches the shape table under the lock.
     """
 
     def __init__(
         self,
-        unet,
+        denoiser,
         device: str,
         identity: str,
         *,
@@ -323,7 +341,7 @@ class FastPath:
         max_shapes: int | None = None,
         env: str | None = None,
     ):
-        self.unet = unet
+        self.denoiser = denoiser
         self.device = device
         self.identity = identity
         self._compile_fn = compile_fn
@@ -350,7 +368,7 @@ class FastPath:
             return None
         try:
             fast = cls(
-                model.pipe.unet,
+                model.family.denoiser,
                 model.device.device,
                 model_identity(model),
                 compile_fn=compile_fn,
@@ -366,12 +384,12 @@ class FastPath:
         """channels_last weights and SDPA attention; on the worker thread, before anything is compiled."""
         import torch
 
-        self.unet.to(memory_format=torch.channels_last)
-        processors = getattr(self.unet, "attn_processors", {})
+        self.denoiser.to(memory_format=torch.channels_last)
+        processors = getattr(self.denoiser, "attn_processors", {})
         if processors and any(type(p).__name__ == "AttnProcessor" for p in processors.values()):
             from diffusers.models.attention_processor import AttnProcessor2_0
 
-            self.unet.set_attn_processor(AttnProcessor2_0())
+            self.denoiser.set_attn_processor(AttnProcessor2_0())
             log.info("attention switched to scaled-dot-product attention")
 
     @property
@@ -404,9 +422,11 @@ class FastPath:
         return not self.compiling()
 
     # -- the worker thread's entry point --------------------------------------------------------------------
-    def forward_for(self, key: ShapeKey, cond) -> Callable[..., Any] | None:
-        """The U-Net to use for a loop of ``key``'s shape, or ``None`` to run it eagerly. Starts a background
+    def forward_for(self, example: tuple[tuple, dict]) -> Callable[..., Any] | None:
+        """The denoiser to use for a loop whose denoiser arguments look like ``example`` (``Family.
+        example_inputs``: shapes and dtypes are what count), or ``None`` to run it eagerly. Starts a background
         compile for a new shape; captures the CUDA graph of a freshly compiled one."""
+        key = shape_key(self.identity, example)
         if self.disabled is not None:
             return None
         busy = self.compiling()
@@ -415,12 +435,12 @@ class FastPath:
         if entry is None:
             if busy or not self._admit(key):
                 return None  # one compile at a time: this shape asks again at its next generation
-            self._start_compile(key, cond)
+            self._start_compile(key, example)
             return None
         if busy:
             return None  # compiled code never runs while the compiler works (its guards and caches are shared)
         if entry.state == "compiled":
-            self._capture(key, entry, cond)
+            self._capture(key, entry, example)
         return entry.forward if entry.state == "ready" else None
 
     def _admit(self, key: ShapeKey) -> bool:
@@ -442,22 +462,23 @@ class FastPath:
             return False
         return True
 
-    def _start_compile(self, key: ShapeKey, cond) -> None:
+    def _start_compile(self, key: ShapeKey, example) -> None:
         if self._compile_fn is None or self.device == "cuda":
             configure_compile_cache()
         record = self._manifest.get(key.digest(self._env)) if self._manifest else None
         entry = ShapeState("compiling", expected="warm" if record and record.get("status") == "ok" else "cold")
         with self._lock:
             self._shapes[key] = entry
-        log.info("compiling the U-Net for %s in the background (%s cache)", key.label, entry.expected)
+        log.info("compiling the denoiser for %s in the background (%s cache)", key.label, entry.expected)
         import torch
 
         self._thread = threading.Thread(
-            target=self._compile, args=(key, entry, cond, torch.get_num_threads()), name="darkroom-compile", daemon=True
+            target=self._compile, args=(key, entry, example, torch.get_num_threads()), name="darkroom-compile",
+            daemon=True,
         )
         self._thread.start()
 
-    def _compile(self, key: ShapeKey, entry: ShapeState, cond, threads: int) -> None:
+    def _compile(self, key: ShapeKey, entry: ShapeState, example, threads: int) -> None:
         started = time.perf_counter()
         try:
             import torch
@@ -467,9 +488,9 @@ class FastPath:
             torch.set_num_threads(threads)
 
             if self._compiled is None:
-                self._compiled = (self._compile_fn or default_compile)(self.unet)
+                self._compiled = (self._compile_fn or default_compile)(self.denoiser)
             with torch.inference_mode():  # the loop runs in inference mode, and Dynamo guards on it
-                args, kwargs = example_inputs(key, cond, self.device)
+                args, kwargs = zero_inputs(example, self.device)
                 self._compiled(*args, **kwargs)
                 if self.device == "cuda":
                     torch.cuda.current_stream().synchronize()
@@ -482,9 +503,9 @@ class FastPath:
                 entry.state, entry.compile_s = "compiled", seconds
         if self._manifest:
             self._manifest.put(key.digest(self._env), status="ok", compile_s=round(seconds, 2), shape=key.label)
-        log.info("compiled the U-Net for %s in %.1fs", key.label, seconds)
+        log.info("compiled the denoiser for %s in %.1fs", key.label, seconds)
 
-    def _capture(self, key: ShapeKey, entry: ShapeState, cond) -> None:
+    def _capture(self, key: ShapeKey, entry: ShapeState, example) -> None:
         started = time.perf_counter()
         try:
             if self.device == "cuda":
@@ -492,23 +513,23 @@ class FastPath:
 
                 if self._pool is None:
                     self._pool = torch.cuda.graph_pool_handle()
-                forward = GraphedUNet.capture(self, key, self._compiled, self.unet, cond, self._pool)
+                forward = GraphedDenoiser.capture(self, key, self._compiled, self.denoiser, example, self._pool)
             else:
-                forward = CompiledUNet(self, key, self._compiled, self.unet)
+                forward = CompiledDenoiser(self, key, self._compiled, self.denoiser)
         except Exception as exc:  # noqa: BLE001
             self._mark_broken(key, exc, "capture")
             return
         with self._lock:
             entry.forward, entry.state = forward, "ready"
             entry.capture_s = time.perf_counter() - started
-        log.info("the U-Net for %s runs compiled from now on (graph captured in %.2fs)", key.label, entry.capture_s)
+        log.info("the denoiser for %s runs compiled from now on (graph captured in %.2fs)", key.label, entry.capture_s)
 
     def _mark_broken(self, key: ShapeKey, exc: BaseException, stage: str) -> None:
         message = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ''}"
         with self._lock:
             entry = self._shapes.setdefault(key, ShapeState("broken"))
             entry.state, entry.error, entry.forward = "broken", f"{stage}: {message}", None
-        log.warning("the GPU fast path could not %s the U-Net for %s; that size runs on the standard path (%s)",
+        log.warning("the GPU fast path could not %s the denoiser for %s; that size runs on the standard path (%s)",
                     stage, key.label, message, exc_info=log.isEnabledFor(logging.DEBUG))
         if self._manifest and not _is_oom(exc):
             self._manifest.put(key.digest(self._env), status="failed", error=f"{stage}: {message}", shape=key.label)
@@ -548,7 +569,7 @@ class FastPath:
             try:
                 import torch
 
-                torch._dynamo.reset()  # drop guards and code held for the old model's U-Net
+                torch._dynamo.reset()  # drop guards and code held for the old model's denoiser
             except Exception:  # noqa: BLE001
                 log.debug("dynamo reset failed", exc_info=True)
 

@@ -1,6 +1,9 @@
 """Loading models from disk, never from the network: diffusers folders and single ``.safetensors`` files.
 
-Runs on the engine's worker thread (imports torch and diffusers). Every failure becomes a
+The model's family (:mod:`engine.families`) is found from the folder's pipeline class or the file's tensor
+names, and does the loading itself. A single file needs its family's configuration (a few megabytes of JSON
+and tokenizer files): it is read from a folder given by the caller or from the local Hugging Face cache, never
+downloaded here. Runs on the engine's worker thread (families import torch and diffusers). Every failure becomes a
 :class:`~engine.errors.DarkroomError` with a message in plain words: a missing folder, a corrupt or truncated
 file, a model family Darkroom does not run, a checkpoint whose configuration is not on this computer.
 """
@@ -12,34 +15,25 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from . import paths
+from . import families, paths
 from .devices import DeviceChoice
 from .errors import DarkroomError, ModelCorruptError, ModelNotFoundError, ModelUnsupportedError
+from .families import Family
 from .models import ModelEntry
 from .preview import LatentPreview, preview_for
 
 log = logging.getLogger(__name__)
 
-#: model_index.json ``_class_name`` → family Darkroom runs.
-PIPELINE_FAMILIES = {
-    "StableDiffusionPipeline": "sd",
-    "StableDiffusionXLPipeline": "sdxl",
-}
-
-#: Hub repositories holding the configuration (no weights needed) for single-file checkpoints of a family.
-FAMILY_CONFIG_REPOS = {
-    "sd": "stable-diffusion-v1-5/stable-diffusion-v1-5",
-    "sd2": "stabilityai/stable-diffusion-2-1",
-    "sdxl": "stabilityai/stable-diffusion-xl-base-1.0",
-}
+#: Files a single file's configuration folder needs per component kind, besides model_index.json.
+_CONFIG_FILES = {"scheduler": "scheduler_config.json", "tokenizer": "tokenizer_config.json"}
+#: Components a single file never loads (families pass None for them).
+_NOT_LOADED = {"safety_checker", "feature_extractor", "image_encoder"}
 
 
 @dataclass
 class LoadedModel:
-    pipe: Any  # a diffusers StableDiffusionPipeline or StableDiffusionXLPipeline
-    family: str  # "sd" or "sdxl" (SD 2.x runs as "sd")
+    family: Family  # the loaded model's parts, ready to run
     entry: ModelEntry
     model_hash: str
     preview: LatentPreview
@@ -80,30 +74,25 @@ def _read_model_index(folder: Path) -> dict:
         raise ModelCorruptError(f"The model folder {folder.name!r} has a damaged model_index.json.", str(exc)) from exc
 
 
-def folder_family(folder: Path) -> str:
+def folder_family(folder: Path) -> type[Family]:
     class_name = _read_model_index(folder).get("_class_name", "")
-    family = PIPELINE_FAMILIES.get(class_name)
+    family = families.for_pipeline(class_name)
     if family is None:
         raise ModelUnsupportedError(
-            f"{folder.name!r} is a {class_name or 'unknown'} model; Darkroom runs Stable Diffusion 1.x, 2.x and SDXL.",
+            f"{folder.name!r} is a {class_name or 'unknown'} model; Darkroom runs {families.SUPPORTED}.",
             str(folder),
         )
     return family
 
 
-def checkpoint_family(keys: list[str]) -> str:
-    """Family of a single-file (original layout) checkpoint from its tensor names."""
-    if any(k.startswith("conditioner.embedders.1.") for k in keys):
-        return "sdxl"
-    if any(k.startswith("cond_stage_model.model.") for k in keys):
-        return "sd2"
-    if any(k.startswith("cond_stage_model.transformer.") for k in keys) or any(
-        k.startswith("model.diffusion_model.") for k in keys
-    ):
-        return "sd"
-    raise ModelUnsupportedError(
-        "This .safetensors file is not a Stable Diffusion checkpoint Darkroom can run (SD 1.x, 2.x or SDXL)."
-    )
+def checkpoint_family(keys: list[str]) -> tuple[type[Family], str]:
+    """Family of a single-file (original layout) checkpoint from its tensor names, with its config repository."""
+    found = families.for_checkpoint(keys)
+    if found is None:
+        raise ModelUnsupportedError(
+            f"This .safetensors file is not a checkpoint Darkroom can run ({families.SUPPORTED})."
+        )
+    return found
 
 
 def _weights_file(folder: Path, component: str) -> Path | None:
@@ -149,69 +138,80 @@ def model_hash(entry: ModelEntry) -> str:
     return value
 
 
-def _load_folder(entry: ModelEntry, device: DeviceChoice):
+def _load_folder(entry: ModelEntry, device: DeviceChoice) -> Family:
     folder = entry.path
     family = folder_family(folder)
     index = _read_model_index(folder)
-    for component, spec in index.items():
-        if component.startswith("_") or not isinstance(spec, list) or spec[0] is None:
+    for component in family.weight_components:
+        spec = index.get(component)
+        if not isinstance(spec, list) or not spec or spec[0] is None:
             continue
-        if component in ("unet", "vae", "text_encoder", "text_encoder_2"):
-            weights = _weights_file(folder, component)
-            if weights is None:
-                if list((folder / component).glob("*.bin")):
-                    raise ModelUnsupportedError(
-                        f"{entry.name}/{component} holds only pickle-based .bin weights, which can run code when "
-                        "opened. Darkroom only opens .safetensors weights.",
-                        str(folder / component),
-                    )
-                raise ModelCorruptError(
-                    f"The model {entry.name!r} is incomplete: its {component} weights are missing.",
+        weights = _weights_file(folder, component)
+        if weights is None:
+            if list((folder / component).glob("*.bin")):
+                raise ModelUnsupportedError(
+                    f"{entry.name}/{component} holds only pickle-based .bin weights, which can run code when "
+                    "opened. Darkroom only opens .safetensors weights.",
                     str(folder / component),
                 )
-            check_safetensors(weights)
-    import diffusers
-
-    cls = getattr(diffusers, index["_class_name"])
-    kwargs: dict[str, Any] = {}
-    if family == "sd":
-        kwargs.update(safety_checker=None, feature_extractor=None, requires_safety_checker=False)
-    pipe = cls.from_pretrained(
-        str(folder), dtype=device.dtype, local_files_only=True, use_safetensors=True, **kwargs
-    )
-    return pipe, family
+            raise ModelCorruptError(
+                f"The model {entry.name!r} is incomplete: its {component} weights are missing.",
+                str(folder / component),
+            )
+        check_safetensors(weights)
+    return family.load_folder(folder, device)
 
 
-def _load_single_file(entry: ModelEntry, device: DeviceChoice, config_dir: Path | None):
-    keys = check_safetensors(entry.path)
-    family = checkpoint_family(keys)
-    import diffusers
-
-    cls = diffusers.StableDiffusionXLPipeline if family == "sdxl" else diffusers.StableDiffusionPipeline
-    config = str(config_dir) if config_dir else FAMILY_CONFIG_REPOS[family]
-    kwargs: dict[str, Any] = {}
-    if family != "sdxl":
-        kwargs.update(safety_checker=None, requires_safety_checker=False)
+def missing_config_files(folder: Path) -> list[str]:
+    """Files a single file's configuration folder lacks (relative paths); [] when it is complete."""
     try:
-        pipe = cls.from_single_file(
-            str(entry.path), config=config, dtype=device.dtype, local_files_only=True, **kwargs
+        index = json.loads((folder / "model_index.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return ["model_index.json"]
+    missing = []
+    for component, spec in index.items() if isinstance(index, dict) else ():
+        if component.startswith("_") or component in _NOT_LOADED or not isinstance(spec, list) or spec[0] is None:
+            continue
+        kind = "scheduler" if component == "scheduler" else "tokenizer" if component.startswith("tokenizer") else ""
+        name = f"{component}/{_CONFIG_FILES.get(kind, 'config.json')}"
+        if not (folder / name).is_file():
+            missing.append(name)
+    return missing
+
+
+def local_config(repo: str) -> Path | None:
+    """The folder of ``repo``'s configuration in the local Hugging Face cache, or None. Reads the disk only:
+    a single file must never make Darkroom go online."""
+    from huggingface_hub import try_to_load_from_cache
+
+    found = try_to_load_from_cache(repo, "model_index.json")
+    return Path(found).parent if isinstance(found, str) else None
+
+
+def _load_single_file(entry: ModelEntry, device: DeviceChoice, config_dir: Path | None) -> Family:
+    keys = check_safetensors(entry.path)
+    family, repo = checkpoint_family(keys)
+    config = config_dir or local_config(repo)
+    if config is None:
+        raise ModelNotFoundError(
+            f"{entry.name} is a {family.title} checkpoint; it needs the configuration of {repo} (no weights, a few "
+            f"megabytes), which is not on this computer. While online, run once: "
+            f"darkroom models download {repo} --config-only",
+            f"{repo} is not in the Hugging Face cache",
         )
-    except DarkroomError:
-        raise
-    except Exception as exc:
-        text = str(exc)
-        if config_dir is None and ("local_files_only" in text or "offline" in text.lower() or "cache" in text.lower()):
-            raise ModelNotFoundError(
-                f"{entry.name} needs the configuration files of its model family, which are not on this computer "
-                f"(no weights, a few megabytes). While online, run once: darkroom models download "
-                f"{FAMILY_CONFIG_REPOS[family]} --config-only",
-                text,
-            ) from exc
-        raise
-    return pipe, "sdxl" if family == "sdxl" else "sd"
+    missing = missing_config_files(config)
+    if missing:
+        fix = (f"While online, run once: darkroom models download {repo} --config-only" if config_dir is None
+               else f"Use the configuration folder of a {family.title} model.")
+        raise ModelNotFoundError(
+            f"{entry.name} is a {family.title} checkpoint; its configuration in {config} is incomplete (missing "
+            f"{', '.join(missing[:4])}{' and more' if len(missing) > 4 else ''}). {fix}",
+            f"configuration {repo} at {config}; missing {missing}",
+        )
+    return family.load_single_file(entry.path, config, device)
 
 
-def _quiet_libraries() -> None:
+def quiet_libraries() -> None:
     """diffusers and transformers print progress bars and advice while loading; Darkroom reports its own."""
     import diffusers
     import transformers
@@ -224,14 +224,14 @@ def _quiet_libraries() -> None:
 
 def load_model(entry: ModelEntry, device: DeviceChoice, config_dir: Path | None = None) -> LoadedModel:
     """Load ``entry`` onto ``device`` in its dtype. ``config_dir`` supplies a single file's family config."""
-    _quiet_libraries()
+    quiet_libraries()
     if not entry.path.exists():
         raise ModelNotFoundError(f"The model {entry.name!r} is no longer at {entry.path}.", str(entry.path))
     try:
         if entry.path.is_dir():
-            pipe, family = _load_folder(entry, device)
+            family = _load_folder(entry, device)
         else:
-            pipe, family = _load_single_file(entry, device, config_dir)
+            family = _load_single_file(entry, device, config_dir)
     except DarkroomError:
         raise
     except Exception as exc:
@@ -239,13 +239,11 @@ def load_model(entry: ModelEntry, device: DeviceChoice, config_dir: Path | None 
             f"The model {entry.name!r} could not be loaded; its files may be damaged or from an unsupported version.",
             f"{type(exc).__name__}: {exc}",
         ) from exc
-    pipe.set_progress_bar_config(disable=True)
-    pipe.to(device.device)
+    log.info("%s is a %s model (%s prediction)", entry.name, family.title, family.prediction)
     return LoadedModel(
-        pipe=pipe,
         family=family,
         entry=entry,
         model_hash=model_hash(entry),
-        preview=preview_for(entry.path if entry.path.is_dir() else None, family),
+        preview=preview_for(entry.path if entry.path.is_dir() else None, family.latent_format),
         device=device,
     )

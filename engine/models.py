@@ -108,14 +108,16 @@ def resolve(model: str) -> ModelEntry:
 
 
 def native_size(model: str) -> tuple[int, int]:
-    """The size a model was trained at, from its U-Net and VAE configs (512×512 when unknown)."""
+    """The size a model was trained at, from its family's reading of its configs (512×512 when unknown)."""
+    from . import families
+
     try:
         entry = resolve(model)
         if entry.path.is_dir():
-            unet = json.loads((entry.path / "unet" / "config.json").read_text(encoding="utf-8"))
-            vae = json.loads((entry.path / "vae" / "config.json").read_text(encoding="utf-8"))
-            size = int(unet["sample_size"]) * 2 ** (len(vae["block_out_channels"]) - 1)
-            return size, size
+            index = json.loads((entry.path / "model_index.json").read_text(encoding="utf-8"))
+            family = families.for_pipeline(index.get("_class_name", "")) if isinstance(index, dict) else None
+            if family is not None:
+                return family.native_size(entry.path)
     except (DarkroomError, OSError, ValueError, KeyError, TypeError):
         pass
     return 512, 512

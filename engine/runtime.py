@@ -2,23 +2,25 @@
 (engine/fastpath.py; CUDA only, ``EngineOptions.fast_path``), and running one job.
 
 Everything here runs on the engine's worker thread; nothing is shared with other threads except through the
-events it emits and the job's cancel token (and the fast path's compile thread, which only reads the U-Net).
+events it emits and the job's cancel token (and the fast path's compile thread, which only reads the family's
+denoiser).
 """
 
 from __future__ import annotations
 
 import gc
-import os
 import logging
+import os
 import time
 from typing import Callable
 
 from .devices import choose_device
+from .errors import DarkroomError, ErrorKind
 from .events import Cancelled, Event, Finished, ImageReady, Preview, Progress, Started, StatusChanged
-from .fastpath import FastPath, HostPreviews, shape_key, unet_input_shape
+from .fastpath import FastPath, HostPreviews
 from .loader import LoadedModel, load_model
 from .models import resolve
-from .sampling import Interrupted, StepState, decode, denoise, encode
+from .sampling import Interrupted, StepState, denoise
 
 log = logging.getLogger(__name__)
 
@@ -32,11 +34,11 @@ def cpu_threads() -> int:
 
 class Runtime:
     def __init__(self, options, emit: Callable[[Event], None]):
-        # The expensive imports happen here, on the worker thread, while the engine says it is starting: their
-        # native code holds the GIL for a while, better at startup than in the middle of the first generation.
+        # The expensive imports every family shares happen here, on the worker thread, while the engine says it
+        # is starting: their native code holds the GIL for a while, better at startup than in the middle of the
+        # first generation. What only one family uses (its pipeline, its text encoders) loads with its model.
         import diffusers  # noqa: F401
         import torch
-        import transformers  # noqa: F401
 
         self._options = options
         self._emit = emit
@@ -86,6 +88,7 @@ class Runtime:
 
     def run_job(self, job, preview_options: Callable[[], object]) -> None:
         request = job.request
+        refuse_unavailable_parts(request)
         model = self.model_for(request.model)
         self._emit(Started(job.job_id, request, model.name))
         count = request.batch_count
@@ -93,7 +96,8 @@ class Runtime:
         index = 0
 
         try:
-            cond = encode(model, request, request.height, request.width)
+            cond = model.family.encode(request.prompt, request.negative_prompt, request.cfg > 1.0, request.height,
+                                       request.width)
             for index in range(count):
                 image_request = request.image_request(index)
                 image_started = time.perf_counter()
@@ -115,7 +119,7 @@ class Runtime:
                     latents = self._latents(job, model, image_request, cond, index, None, clock, preview_options)
                 if job.token.cancelled:
                     raise Interrupted()
-                image, notes = decode(model, latents, half_first=fast is not None and fast.active)
+                image, notes = model.family.decode(latents, half_first=fast is not None and fast.active)
                 self._emit(
                     ImageReady(
                         job.job_id,
@@ -145,7 +149,7 @@ class Runtime:
     def _latents(self, job, model: LoadedModel, request, cond, index: int, fast: FastPath | None, clock: "_JobClock",
                  preview_options: Callable[[], object]):
         """Denoise image ``index`` of a job, sending its Progress and Preview events. ``fast``: the GPU fast path
-        (compiled U-Net when ready, no host waits but the previous step's, previews copied on a side stream)."""
+        (compiled denoiser when ready, no host waits but the previous step's, previews copied on a side stream)."""
         count = job.request.batch_count
         previews = fast.previews(model.preview) if fast else HostPreviews(model.preview)
         previews.start_image()
@@ -172,12 +176,11 @@ class Runtime:
 
         stop = lambda: job.token.cancelled  # noqa: E731
         try:
-            if fast is None:
-                latents = denoise(model, request, cond, request.seed, on_step, stop)
-            else:
-                key = shape_key(fast.identity, unet_input_shape(model, request, cond), cond)
-                unet = fast.forward_for(key, cond)
-                latents = denoise(model, request, cond, request.seed, on_step, stop, unet=unet, fast=True)
+            denoiser = None
+            if fast is not None:
+                example = model.family.example_inputs(request.height, request.width, cond)
+                denoiser = fast.forward_for(example)
+            latents = denoise(model, request, cond, request.seed, on_step, stop, denoiser=denoiser)
         except BaseException:
             previews.discard()
             raise
@@ -186,6 +189,22 @@ class Runtime:
 
     def close(self) -> None:
         self._release()
+
+
+#: Request parts the engine cannot use yet → what to tell people.
+_UNAVAILABLE = {
+    "source": "Image editing (starting from a source image) is not available yet.",
+    "mask": "Image editing (inpainting with a mask) is not available yet.",
+    "loras": "LoRAs are not available yet.",
+    "controls": "Control inputs are not available yet.",
+}
+
+
+def refuse_unavailable_parts(request) -> None:
+    """Raise a clear DarkroomError for a request using a part no feature handles yet, before any model loads."""
+    for part in request.parts:
+        raise DarkroomError(_UNAVAILABLE.get(part, f"The request part {part!r} is not available yet."),
+                            kind=ErrorKind.VALIDATION)
 
 
 class _JobClock:

@@ -42,7 +42,7 @@ class Recorder:
 
 def request_for(model_dir, **overrides):
     fields = dict(prompt="a red apple", seed=1234, steps=4, cfg=7.0, width=64, height=64,
-                  scheduler="Euler", model=str(model_dir))
+                  sampler="Euler", model=str(model_dir))
     fields.update(overrides)
     return build_request(**fields).request
 

@@ -3,7 +3,8 @@ import pytest
 
 from engine.events import Cancelled, Failed, Finished, ImageReady, Preview, Progress, Started, StatusChanged
 from engine.engine import PreviewOptions
-from engine.request import SCHEDULERS
+from engine.request import ControlPart, ImageRef, LoraRef, MaskPart, SourceImage
+from engine.samplers import SAMPLER_NAMES
 from tests.engine_helpers import Recorder, make_engine, request_for
 
 
@@ -136,9 +137,9 @@ def test_corrupt_weights_fail_as_corrupt(engine, rec, tiny_model_dir, tmp_path):
     assert "damaged or incomplete" in failed.message and failed.details
 
 
-@pytest.mark.parametrize("scheduler", SCHEDULERS)
-def test_every_sampler_makes_an_image(engine, rec, tiny_model_dir, scheduler):
-    job = engine.submit(request_for(tiny_model_dir, scheduler=scheduler, steps=3))
+@pytest.mark.parametrize("sampler", SAMPLER_NAMES)
+def test_every_sampler_makes_an_image(engine, rec, tiny_model_dir, sampler):
+    job = engine.submit(request_for(tiny_model_dir, sampler=sampler, steps=3))
     rec.wait_for(job)
     assert isinstance(rec.of(job)[-1], Finished), rec.of(job)[-1]
     assert len(rec.of(job, Progress)) == 3
@@ -183,3 +184,21 @@ def test_broken_receiver_does_not_kill_the_engine(tiny_model_dir):
         rec.wait_for(job)
     finally:
         assert engine.shutdown(10)
+
+
+def test_requests_with_parts_not_available_yet_are_refused_clearly(engine, rec, tiny_model_dir, tmp_path):
+    image = ImageRef("0" * 64, str(tmp_path / "source.png"))
+    parts = {
+        "source": (dict(source=SourceImage(image)), "Image editing"),
+        "mask": (dict(mask=MaskPart(image)), "Image editing"),
+        "loras": (dict(loras=(LoraRef("ink"),)), "LoRAs are not available yet"),
+        "controls": (dict(controls=(ControlPart("canny", image),)), "Control inputs are not available yet"),
+    }
+    jobs = {name: engine.submit(request_for(tiny_model_dir, **fields)) for name, (fields, _) in parts.items()}
+    plain = engine.submit(request_for(tiny_model_dir, steps=2))
+    rec.wait_for(plain)
+    for name, (_, words) in parts.items():
+        (failed,) = rec.of(jobs[name])
+        assert isinstance(failed, Failed) and failed.kind == "validation", (name, failed)
+        assert words in failed.message and "not available yet" in failed.message
+    assert isinstance(rec.of(plain)[-1], Finished)

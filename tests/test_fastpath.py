@@ -16,14 +16,15 @@ import torch
 from engine import fastpath
 from engine.engine import EngineOptions, PreviewOptions
 from engine.events import Finished, ImageReady, Preview, Progress
+from engine.families import sd, sdxl
 from engine.fastpath import FastPath, Manifest, shape_key
-from engine.preview import FAMILY_FACTORS, LatentPreview
+from engine.preview import LatentPreview
 from tests.engine_helpers import Recorder, request_for
 
 
 # ------------------------------------------------------------------------------------------------ helpers
 class FakeUNet(torch.nn.Module):
-    """The U-Net's call signature over one 1×1 convolution."""
+    """A U-Net's call signature over one 1×1 convolution."""
 
     def __init__(self):
         super().__init__()
@@ -42,8 +43,8 @@ class FakeCompile:
         self.modules: list = []
         self.calls: list[dict] = []
 
-    def __call__(self, unet):
-        self.modules.append(unet)
+    def __call__(self, denoiser):
+        self.modules.append(denoiser)
         if self.fail == "compile":
             raise RuntimeError("inductor exploded")
 
@@ -55,18 +56,23 @@ class FakeCompile:
                 assert self.block.wait(10)
             if self.fail == "run" and thread != "darkroom-compile":
                 raise RuntimeError("graph replay failed")
-            return unet(sample, t, **kwargs)
+            return denoiser(sample, t, **kwargs)
 
         return compiled
 
 
-def cond_for(batch=2, tokens=77, width=32, added=None):
+def example_for(batch=2, tokens=77, width=32, h=8, w=8, added=None):
+    """The denoiser's arguments as a family's ``example_inputs`` gives them: latents and timestep on the meta
+    device, the conditioning as encoded."""
     with torch.inference_mode():
-        return SimpleNamespace(embeds=torch.randn(batch, tokens, width), added=added, cfg=batch == 2)
+        embeds = torch.randn(batch, tokens, width)
+    sample = torch.empty(batch, 4, h, w, device="meta")
+    t = torch.empty((), dtype=torch.float32, device="meta")
+    return (sample, t), {"encoder_hidden_states": embeds, "added_cond_kwargs": added, "return_dict": False}
 
 
-def key_for(cond, h=8, w=8, identity="model-a|hash|conf"):
-    return shape_key(identity, (cond.embeds.shape[0], 4, h, w), cond)
+def key_for(example, identity="model-a|hash|conf"):
+    return shape_key(identity, example)
 
 
 def make_fast(compile_fn, tmp_path, **kwargs) -> FastPath:
@@ -75,17 +81,18 @@ def make_fast(compile_fn, tmp_path, **kwargs) -> FastPath:
                     manifest=Manifest(tmp_path / "manifest.json"), **kwargs)
 
 
-def loop_inputs(key, cond):
+def loop_inputs(example):
     """Inputs made the way the denoising loop makes them (inside inference mode)."""
+    (sample, _), kwargs = example
     with torch.inference_mode():
-        sample = torch.randn(key.latent)
+        sample = torch.randn(sample.shape)
         t = torch.tensor([999.0, 500.0])[0].clone()
-    return sample, t, dict(encoder_hidden_states=cond.embeds, added_cond_kwargs=None, return_dict=False)
+    return sample, t, kwargs
 
 
 # ------------------------------------------------------------------------------------------------ settings
 def test_off_when_the_setting_is_off_or_the_device_is_not_cuda(tmp_path, monkeypatch):
-    model = SimpleNamespace(device=SimpleNamespace(device="cpu"), pipe=SimpleNamespace(unet=FakeUNet()),
+    model = SimpleNamespace(device=SimpleNamespace(device="cpu"), family=SimpleNamespace(denoiser=FakeUNet()),
                             entry=SimpleNamespace(path=tmp_path), model_hash="abc", name="m")
     assert FastPath.for_model(model, EngineOptions(fast_path=False)) is None
     assert FastPath.for_model(model, EngineOptions(fast_path=True)) is None  # CPU: never compiled
@@ -93,10 +100,10 @@ def test_off_when_the_setting_is_off_or_the_device_is_not_cuda(tmp_path, monkeyp
     assert FastPath.for_model(cuda_model, EngineOptions(fast_path=False)) is None
 
     monkeypatch.setattr(fastpath, "COMPILE_DEVICES", ("cpu",))
-    model.pipe.unet.config = {"in_channels": 4}
+    model.family.denoiser.config = {"in_channels": 4}
     fast = FastPath.for_model(model, EngineOptions(fast_path=True))
-    assert fast is not None and fast.active
-    assert model.pipe.unet.conv.weight.is_contiguous(memory_format=torch.channels_last)
+    assert fast is not None and fast.active and fast.denoiser is model.family.denoiser
+    assert model.family.denoiser.conv.weight.is_contiguous(memory_format=torch.channels_last)
 
 
 def test_engine_on_cpu_never_compiles(tiny_model_dir, monkeypatch):
@@ -119,24 +126,28 @@ def test_engine_on_cpu_never_compiles(tiny_model_dir, monkeypatch):
 
 # ------------------------------------------------------------------------------------------------ keys
 def test_shape_keys_change_with_model_size_batch_and_conditioning():
-    cond = cond_for()
-    base = key_for(cond)
-    assert base == key_for(cond)
-    assert base.latent == (2, 4, 8, 8) and base.dtype == "float32" and base.text == (2, 77, 32)
-    assert key_for(cond, h=16) != base
-    assert key_for(cond_for(batch=1)) != base  # CFG off: batch 1
-    assert key_for(cond_for(tokens=32)) != base
-    assert key_for(cond, identity="model-b|hash|conf") != base
-    xl = cond_for(added={"text_embeds": torch.zeros(2, 32), "time_ids": torch.zeros(2, 6)})
-    assert key_for(xl).added == (("text_embeds", (2, 32)), ("time_ids", (2, 6)))
+    example = example_for()
+    base = key_for(example)
+    assert base == key_for(example_for())
+    assert base.latent == (2, 4, 8, 8) and base.dtype == "float32"
+    assert base.inputs == (("0.0", (2, 4, 8, 8), "float32"), ("0.1", (), "float32"),
+                           ("1.encoder_hidden_states", (2, 77, 32), "float32"))
+    assert key_for(example_for(h=16)) != base
+    assert key_for(example_for(batch=1)) != base  # CFG off: batch 1
+    assert key_for(example_for(tokens=32)) != base
+    assert key_for(example, identity="model-b|hash|conf") != base
+    xl = example_for(added={"text_embeds": torch.zeros(2, 32), "time_ids": torch.zeros(2, 6)})
+    assert key_for(xl).inputs[-2:] == (("1.added_cond_kwargs.text_embeds", (2, 32), "float32"),
+                                      ("1.added_cond_kwargs.time_ids", (2, 6), "float32"))
     assert base.digest("torch 2.13") != base.digest("torch 2.14")
     assert "8x8" in base.label
 
 
 def test_model_identity_follows_weights_and_config(tmp_path):
     def model(hash_, channels=4):
-        unet = SimpleNamespace(config={"in_channels": channels})
-        return SimpleNamespace(pipe=SimpleNamespace(unet=unet), entry=SimpleNamespace(path=tmp_path), model_hash=hash_)
+        denoiser = SimpleNamespace(config={"in_channels": channels})
+        return SimpleNamespace(family=SimpleNamespace(denoiser=denoiser), entry=SimpleNamespace(path=tmp_path),
+                               model_hash=hash_)
 
     a = fastpath.model_identity(model("aaaa"))
     assert a == fastpath.model_identity(model("aaaa"))
@@ -148,24 +159,24 @@ def test_model_identity_follows_weights_and_config(tmp_path):
 def test_first_generation_is_eager_while_the_compile_runs_in_the_background(tmp_path):
     compile_fn = FakeCompile()
     fast = make_fast(compile_fn, tmp_path)
-    cond = cond_for()
-    key = key_for(cond)
-    assert fast.forward_for(key, cond) is None  # eager now; the compile has started
+    example = example_for()
+    key = key_for(example)
+    assert fast.forward_for(example) is None  # eager now; the compile has started
     assert fast.wait(10)
     assert fast.state(key) == "compiled"
     warm = compile_fn.calls[0]
     assert warm == dict(thread="darkroom-compile", shape=(2, 4, 8, 8), t_dtype=torch.float32, t_dim=0,
                         inference=True, sample_inference=True)
 
-    forward = fast.forward_for(key, cond)
+    forward = fast.forward_for(example)
     assert forward is not None and fast.state(key) == "ready"
-    sample, t, kwargs = loop_inputs(key, cond)
+    sample, t, kwargs = loop_inputs(example)
     with torch.inference_mode():
         out = forward(sample, t, **kwargs)[0]
-        expected = fast.unet(sample, t, **kwargs)[0]
+        expected = fast.denoiser(sample, t, **kwargs)[0]
     assert torch.equal(out, expected)
-    assert fast.forward_for(key, cond) is forward  # same shape: no new compile
-    assert len(compile_fn.modules) == 1 and compile_fn.modules[0] is fast.unet
+    assert fast.forward_for(example) is forward  # same shape: no new compile
+    assert len(compile_fn.modules) == 1 and compile_fn.modules[0] is fast.denoiser
     stats = fast.stats()[key.label]
     assert stats["state"] == "ready" and stats["compile_s"] >= 0 and stats["expected"] == "cold"
 
@@ -173,16 +184,15 @@ def test_first_generation_is_eager_while_the_compile_runs_in_the_background(tmp_
 def test_a_new_shape_runs_eagerly_and_compiles_for_itself(tmp_path):
     compile_fn = FakeCompile()
     fast = make_fast(compile_fn, tmp_path)
-    cond = cond_for()
-    small, large = key_for(cond), key_for(cond, h=16, w=16)
-    fast.forward_for(small, cond)
+    small, large = example_for(), example_for(h=16, w=16)
+    fast.forward_for(small)
     fast.wait(10)
-    assert fast.forward_for(small, cond) is not None
-    assert fast.forward_for(large, cond) is None  # new shape: eager while it compiles
+    assert fast.forward_for(small) is not None
+    assert fast.forward_for(large) is None  # new shape: eager while it compiles
     fast.wait(10)
     assert [c["shape"] for c in compile_fn.calls if c["thread"] == "darkroom-compile"] == [(2, 4, 8, 8), (2, 4, 16, 16)]
-    assert fast.forward_for(large, cond) is not None
-    assert fast.forward_for(small, cond) is not None
+    assert fast.forward_for(large) is not None
+    assert fast.forward_for(small) is not None
     assert len(compile_fn.modules) == 1  # one compiled module, specialised per shape
 
 
@@ -190,21 +200,20 @@ def test_one_compile_at_a_time_and_no_compiled_calls_meanwhile(tmp_path):
     gate = threading.Event()
     compile_fn = FakeCompile(block=gate)
     fast = make_fast(compile_fn, tmp_path)
-    cond = cond_for()
-    a, b = key_for(cond), key_for(cond, h=16)
+    a, b = example_for(), example_for(h=16)
     try:
-        assert fast.forward_for(a, cond) is None
+        assert fast.forward_for(a) is None
         assert fast.compiling()
-        assert fast.forward_for(b, cond) is None and fast.state(b) is None  # waits its turn, not queued
-        assert fast.forward_for(a, cond) is None
+        assert fast.forward_for(b) is None and fast.state(key_for(b)) is None  # waits its turn, not queued
+        assert fast.forward_for(a) is None
     finally:
         gate.set()
     assert fast.wait(10)
-    assert fast.forward_for(a, cond) is not None
+    assert fast.forward_for(a) is not None
     second = threading.Event()
     compile_fn.block = second  # hold b's compile so its state can be seen mid-way
     try:
-        assert fast.forward_for(b, cond) is None and fast.state(b) == "compiling"
+        assert fast.forward_for(b) is None and fast.state(key_for(b)) == "compiling"
     finally:
         second.set()
     fast.wait(10)
@@ -213,52 +222,51 @@ def test_one_compile_at_a_time_and_no_compiled_calls_meanwhile(tmp_path):
 def test_shape_budget_leaves_further_sizes_eager(tmp_path, caplog):
     compile_fn = FakeCompile()
     fast = make_fast(compile_fn, tmp_path, max_shapes=1)
-    cond = cond_for()
-    fast.forward_for(key_for(cond), cond)
+    fast.forward_for(example_for())
     fast.wait(10)
     with caplog.at_level(logging.INFO, logger="engine.fastpath"):
-        assert fast.forward_for(key_for(cond, h=16), cond) is None
-    assert fast.state(key_for(cond, h=16)) == "skipped" and not fast.compiling()
+        assert fast.forward_for(example_for(h=16)) is None
+    assert fast.state(key_for(example_for(h=16))) == "skipped" and not fast.compiling()
     assert "standard path" in caplog.text
 
 
 def test_compile_failure_falls_back_to_eager_and_is_remembered(tmp_path, caplog):
-    cond = cond_for()
-    key = key_for(cond)
+    example = example_for()
+    key = key_for(example)
     with caplog.at_level(logging.WARNING, logger="engine.fastpath"):
         fast = make_fast(FakeCompile(fail="compile"), tmp_path)
-        assert fast.forward_for(key, cond) is None
+        assert fast.forward_for(example) is None
         fast.wait(10)
     assert fast.state(key) == "broken" and "inductor exploded" in fast.stats()[key.label]["error"]
     assert "could not compile" in caplog.text and "standard path" in caplog.text
-    assert fast.forward_for(key, cond) is None and not fast.compiling()
+    assert fast.forward_for(example) is None and not fast.compiling()
 
     # A relaunch (same torch, GPU and model) does not try that shape again...
     again = FakeCompile()
     relaunched = make_fast(again, tmp_path)
-    assert relaunched.forward_for(key, cond) is None and not relaunched.compiling()
+    assert relaunched.forward_for(example) is None and not relaunched.compiling()
     assert again.modules == [] and relaunched.state(key) == "broken"
     # ...but another torch (or GPU) does.
     upgraded = make_fast(again, tmp_path, env="torch next")
-    upgraded.forward_for(key, cond)
+    upgraded.forward_for(example)
     upgraded.wait(10)
     assert upgraded.state(key) == "compiled"
 
 
 def test_failure_in_a_compiled_call_finishes_the_step_eagerly(tmp_path, caplog):
     fast = make_fast(FakeCompile(fail="run"), tmp_path)
-    cond = cond_for()
-    key = key_for(cond)
-    fast.forward_for(key, cond)
+    example = example_for()
+    key = key_for(example)
+    fast.forward_for(example)
     fast.wait(10)
-    forward = fast.forward_for(key, cond)
-    sample, t, kwargs = loop_inputs(key, cond)
+    forward = fast.forward_for(example)
+    sample, t, kwargs = loop_inputs(example)
     with caplog.at_level(logging.WARNING, logger="engine.fastpath"), torch.inference_mode():
         out = forward(sample, t, **kwargs)[0]
-        expected = fast.unet(sample, t, **kwargs)[0]
+        expected = fast.denoiser(sample, t, **kwargs)[0]
     assert torch.equal(out, expected)
     assert fast.state(key) == "broken" and "could not run" in caplog.text
-    assert fast.forward_for(key, cond) is None
+    assert fast.forward_for(example) is None
     assert Manifest(tmp_path / "manifest.json").get(key.digest("torch test"))["status"] == "failed"
 
 
@@ -273,13 +281,13 @@ def test_compiled_code_never_recompiles_on_the_worker_thread(tmp_path):
         return gm.forward
 
     fast = make_fast(lambda unet: torch.compile(unet, backend=backend, dynamic=False), tmp_path)
-    cond = cond_for()
-    key = key_for(cond)
+    example = example_for()
+    key = key_for(example)
     try:
-        fast.forward_for(key, cond)
+        fast.forward_for(example)
         assert fast.wait(60)
-        forward = fast.forward_for(key, cond)
-        sample, t, kwargs = loop_inputs(key, cond)
+        forward = fast.forward_for(example)
+        sample, t, kwargs = loop_inputs(example)
         with torch.inference_mode():
             for _ in range(3):
                 forward(sample, t, **kwargs)
@@ -341,24 +349,42 @@ def tiny_loaded(tiny_model_dir):
     return load_model(resolve(str(tiny_model_dir)), DeviceChoice("cpu", "float32"))
 
 
-@pytest.mark.parametrize("scheduler", ["Euler", "Euler a", "DPM++ 2M", "DDIM", "Heun", "LCM"])
-def test_fast_loop_gives_the_standard_loops_pixels(tiny_model_dir, tiny_loaded, scheduler):
-    """CPU-resident scheduler, float32 timesteps uploaded once, host sigmas, no generator for noise-free
-    samplers: the same latents as the standard loop."""
-    from engine.sampling import decode, denoise, encode
+@pytest.mark.parametrize("sampler", ["Euler", "DPM++ 2M SDE Karras", "Heun"])
+def test_the_loop_runs_a_given_denoiser_for_every_forward_pass(tiny_model_dir, tiny_loaded, sampler):
+    """The fast path hands the loop a compiled denoiser and nothing else: the loop calls it for every network
+    evaluation (Heun: two per step) with the family's arguments, and the arithmetic is the standard loop's."""
+    from engine.sampling import denoise
 
     model = tiny_loaded
-    request = request_for(tiny_model_dir, steps=3, scheduler=scheduler)
-    cond = encode(model, request, 64, 64)
-    seen = {True: [], False: []}
-    out = {}
-    for fast in (False, True):
-        out[fast] = denoise(model, request, cond, request.seed, lambda s, f=fast: seen[f].append(s.x0), lambda: False,
-                            fast=fast)
-    assert torch.equal(out[True], out[False])
-    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(seen[True], seen[False]))
-    image, _ = decode(model, out[True], half_first=True)
-    assert image.shape == (64, 64, 3)
+    request = request_for(tiny_model_dir, steps=3, sampler=sampler)
+    cond = model.family.encode(request.prompt, request.negative_prompt, True, 64, 64)
+    calls = []
+
+    def denoiser(sample, t, **kwargs):
+        calls.append((tuple(sample.shape), t.dtype, t.dim(), tuple(sorted(kwargs))))
+        return model.family.denoiser(sample, t, **kwargs)
+
+    eager = denoise(model, request, cond, request.seed, lambda s: None, lambda: False)
+    given = denoise(model, request, cond, request.seed, lambda s: None, lambda: False, denoiser=denoiser)
+    assert torch.equal(eager, given)
+    assert len(calls) == (5 if sampler == "Heun" else 3)
+    assert set(calls) == {((2, 4, 8, 8), torch.float32, 0, ("encoder_hidden_states", "return_dict"))}
+
+
+def test_fast_path_keys_on_the_family_example_inputs(tiny_model_dir, tiny_sdxl_dir):
+    """SDXL's added conditioning is part of its key; the example's latents match the loop's model input."""
+    from engine.devices import DeviceChoice
+    from engine.loader import load_model
+    from engine.models import resolve
+
+    model = load_model(resolve(str(tiny_sdxl_dir)), DeviceChoice("cpu", "float32"))
+    cond = model.family.encode("a red apple", "", True, 64, 96)
+    key = shape_key("id", model.family.example_inputs(64, 96, cond))
+    assert key.latent == (2, 4, 8, 12) and key.label == "12x8 latents, batch 2, float32"
+    assert [name for name, _, _ in key.inputs] == ["0.0", "0.1", "1.encoder_hidden_states",
+                                                   "1.added_cond_kwargs.text_embeds", "1.added_cond_kwargs.time_ids"]
+    assert key.inputs[-1][1] == (2, 6)
+    assert shape_key("id", model.family.example_inputs(64, 96, model.family.encode("x", "", False, 64, 96))) != key
 
 
 def _fast_engine(monkeypatch, compile_fn):
@@ -395,7 +421,7 @@ def test_engine_fast_path_end_to_end_on_cpu(tiny_model_dir, tiny_sdxl_dir, monke
         assert fast.disabled == "closed" and engine._runtime._fast is not fast
         new_fast = engine._runtime._fast
         assert new_fast.wait(10)
-        assert compile_fn.modules[-1] is new_fast.unet and compile_fn.modules[0] is not new_fast.unet
+        assert compile_fn.modules[-1] is new_fast.denoiser and compile_fn.modules[0] is not new_fast.denoiser
         (label, stats), = new_fast.stats().items()
         assert stats["state"] == "compiled"
     finally:
@@ -446,8 +472,7 @@ class CpuPreviews(fastpath.DevicePreviews):
 
 
 def test_device_previews_first_at_once_then_one_step_late():
-    factors, bias = FAMILY_FACTORS["sd"]
-    preview = LatentPreview(tuple(map(tuple, factors)), tuple(bias))
+    preview = LatentPreview(sd.PREVIEW_FACTORS, (0.0, 0.0, 0.0))
     pipe = CpuPreviews(preview)
     latents = [torch.randn(1, 4, 8, 8) for _ in range(4)]
     pipe.start_image()
@@ -468,8 +493,7 @@ def test_device_previews_first_at_once_then_one_step_late():
 
 
 def test_host_previews_are_the_standard_paths():
-    factors, bias = FAMILY_FACTORS["sdxl"]
-    preview = LatentPreview(tuple(map(tuple, factors)), tuple(bias))
+    preview = LatentPreview(sdxl.PREVIEW_FACTORS, sdxl.PREVIEW_BIAS)
     host = fastpath.HostPreviews(preview)
     latent = torch.randn(1, 4, 8, 8)
     (image, step, total, kind), = host.step(latent, 3, 5, "xt")
@@ -482,14 +506,13 @@ def test_fast_path_decodes_in_half_precision_first(tiny_loaded):
     standard path upcasts up front. Either way an overflow is redone in float32."""
     import copy
 
-    from engine.sampling import decode
+    from engine.families.components import vae_decode
 
-    model = copy.copy(tiny_loaded)
-    vae = copy.deepcopy(model.pipe.vae).to(torch.float16)
+    vae = copy.deepcopy(tiny_loaded.family.vae).to(torch.float16)
     vae.register_to_config(force_upcast=True)
-    model.pipe = SimpleNamespace(vae=vae)
+    fmt = tiny_loaded.family.latent_format
     latents = torch.randn(1, 4, 8, 8)
-    image, notes = decode(model, latents, half_first=True)
+    image, notes = vae_decode(vae, latents, fmt, half_first=True)
     assert vae.dtype == torch.float16 and image.shape == (64, 64, 3) and notes == ()
-    decode(model, latents)
+    vae_decode(vae, latents, fmt)
     assert vae.dtype == torch.float32

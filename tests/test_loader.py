@@ -7,13 +7,13 @@ import pytest
 from engine import models, paths
 from engine.devices import choose_device
 from engine.errors import ModelCorruptError, ModelNotFoundError, ModelUnsupportedError
+from engine.families.base import LatentFormat
+from engine.families.components import vae_decode
 from engine.loader import check_safetensors, load_model, model_hash
 from engine.models import resolve
 from engine.request import build_request
-from engine.sampling import decode, denoise, encode
+from engine.sampling import denoise
 from tests.ldm_checkpoint import export_single_file
-
-CPU = None
 
 
 @pytest.fixture(scope="module")
@@ -22,34 +22,127 @@ def cpu():
 
 
 def generate(model, seed=3):
-    request = build_request(prompt="cat", seed=seed, steps=3, width=64, height=64, scheduler="DDIM").request
-    cond = encode(model, request, 64, 64)
+    request = build_request(prompt="cat", seed=seed, steps=3, width=64, height=64, sampler="DDIM").request
+    cond = model.family.encode(request.prompt, request.negative_prompt, True, 64, 64)
     latents = denoise(model, request, cond, seed, lambda s: None, lambda: False)
-    return decode(model, latents)[0]
+    return model.family.decode(latents)[0]
 
 
 def test_folder_loads_with_family_hash_and_default_preview(tiny_model_dir, cpu):
     model = load_model(resolve(str(tiny_model_dir)), cpu)
-    assert model.family == "sd" and model.name == "tiny-sd"
+    assert model.family.name == "sd" and model.name == "tiny-sd"
+    assert model.family.prediction == "epsilon" and model.family.latent_format.channels == 4
     assert len(model.model_hash) == 10 and model.model_hash == model_hash(model.entry)
     assert model.preview.factors[0] == (0.3512, 0.2297, 0.3227)
-    assert str(model.pipe.unet.dtype) == "torch.float32"
+    assert str(model.family.denoiser.dtype) == "torch.float32"
 
 
 def test_single_file_checkpoint_gives_same_pixels_as_its_folder(tiny_model_dir, cpu, tmp_path):
     single = export_single_file(tiny_model_dir, tmp_path / "tiny.safetensors")
     from_folder = load_model(resolve(str(tiny_model_dir)), cpu)
     from_file = load_model(resolve(str(single)), cpu, config_dir=tiny_model_dir)
-    assert from_file.family == "sd" and from_file.name == "tiny"
+    assert from_file.family.name == "sd" and from_file.name == "tiny"
     assert np.array_equal(generate(from_folder), generate(from_file))
 
 
-def test_single_file_without_local_config_explains_what_to_do(tiny_model_dir, cpu, tmp_path, monkeypatch):
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-hf"))
+@pytest.fixture
+def no_network(monkeypatch, tmp_path):
+    """An empty Hugging Face cache, offline mode off (as for a person who is online), and every way to the
+    network failing the test: a single file must load from disk or say what is missing, never download."""
+    import socket
+
+    import huggingface_hub
+    import huggingface_hub.constants
+    from diffusers.loaders import single_file
+
+    attempts = []
+
+    def refuse(name):
+        def call(*args, **kwargs):
+            attempts.append(name)
+            raise AssertionError(f"{name} was called: the loader tried to reach the network")
+
+        return call
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty-hf" / "hub"))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    for module, name in ((huggingface_hub, "snapshot_download"), (huggingface_hub, "hf_hub_download"),
+                         (single_file, "snapshot_download")):
+        monkeypatch.setattr(module, name, refuse(name))
+    monkeypatch.setattr(socket, "create_connection", refuse("socket.create_connection"))
+    monkeypatch.setattr(socket.socket, "connect", refuse("socket.connect"))
+    monkeypatch.setattr(socket, "getaddrinfo", refuse("socket.getaddrinfo"))
+    return attempts
+
+
+def test_single_file_without_local_config_says_what_is_missing_offline(tiny_model_dir, cpu, tmp_path, no_network):
     single = export_single_file(tiny_model_dir, tmp_path / "tiny.safetensors")
     with pytest.raises(ModelNotFoundError) as info:
         load_model(resolve(str(single)), cpu)
-    assert "darkroom models download stable-diffusion-v1-5/stable-diffusion-v1-5 --config-only" in info.value.message
+    message = info.value.message
+    assert "configuration of stable-diffusion-v1-5/stable-diffusion-v1-5" in message
+    assert "not on this computer" in message and "damaged" not in message
+    assert message.endswith("darkroom models download stable-diffusion-v1-5/stable-diffusion-v1-5 --config-only")
+    assert no_network == []
+
+
+def _plant_cached_config(source, repo: str, hub_cache, drop: tuple[str, ...] = ()):
+    """Put ``source``'s configuration files into a Hugging Face cache laid out as the hub library does."""
+    snapshot = hub_cache / f"models--{repo.replace('/', '--')}" / "snapshots" / "0123abc"
+    for path in source.rglob("*"):
+        rel = path.relative_to(source)
+        if path.is_file() and path.suffix != ".safetensors" and str(rel) not in drop:
+            (snapshot / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(path, snapshot / rel)
+    (hub_cache / f"models--{repo.replace('/', '--')}" / "refs").mkdir(parents=True)
+    (hub_cache / f"models--{repo.replace('/', '--')}" / "refs" / "main").write_text("0123abc")
+    return snapshot
+
+
+def test_single_file_finds_its_config_in_the_local_cache_only(tiny_model_dir, cpu, tmp_path, no_network):
+    import huggingface_hub.constants
+
+    hub_cache = tmp_path / "empty-hf" / "hub"
+    repo = "stable-diffusion-v1-5/stable-diffusion-v1-5"
+    _plant_cached_config(tiny_model_dir, repo, hub_cache)
+    assert huggingface_hub.constants.HF_HUB_CACHE == str(hub_cache)
+    single = export_single_file(tiny_model_dir, tmp_path / "tiny.safetensors")
+    model = load_model(resolve(str(single)), cpu)
+    assert model.family.name == "sd" and no_network == []
+    assert np.array_equal(generate(model), generate(load_model(resolve(str(tiny_model_dir)), cpu)))
+
+
+def test_incomplete_cached_config_names_the_missing_files(tiny_model_dir, cpu, tmp_path, no_network):
+    repo = "stable-diffusion-v1-5/stable-diffusion-v1-5"
+    snapshot = _plant_cached_config(tiny_model_dir, repo, tmp_path / "empty-hf" / "hub",
+                                    drop=("unet/config.json", "tokenizer/tokenizer_config.json"))
+    single = export_single_file(tiny_model_dir, tmp_path / "tiny.safetensors")
+    with pytest.raises(ModelNotFoundError) as info:
+        load_model(resolve(str(single)), cpu)
+    message = info.value.message
+    assert f"configuration in {snapshot} is incomplete" in message
+    assert "tokenizer/tokenizer_config.json" in message and "unet/config.json" in message
+    assert f"darkroom models download {repo} --config-only" in message and no_network == []
+
+
+def test_single_file_families_by_tensor_names():
+    from engine import families
+    from engine.errors import ModelUnsupportedError
+    from engine.loader import checkpoint_family
+
+    sd1 = ["model.diffusion_model.input_blocks.0.0.weight", "cond_stage_model.transformer.text_model.x"]
+    sd2 = ["model.diffusion_model.input_blocks.0.0.weight", "cond_stage_model.model.transformer.x"]
+    sdxl = ["model.diffusion_model.input_blocks.0.0.weight", "conditioner.embedders.0.transformer.x",
+            "conditioner.embedders.1.model.x"]
+    assert checkpoint_family(sd1) == (families.by_name("sd"), "stable-diffusion-v1-5/stable-diffusion-v1-5")
+    assert checkpoint_family(sd2) == (families.by_name("sd"), "stabilityai/stable-diffusion-2-1")
+    assert checkpoint_family(sdxl) == (families.by_name("sdxl"), "stabilityai/stable-diffusion-xl-base-1.0")
+    for keys in (sd1, sd2, sdxl):  # exactly one family claims each layout
+        assert sum(f.checkpoint_config(keys) is not None for f in families.FAMILIES) == 1
+    with pytest.raises(ModelUnsupportedError) as info:
+        checkpoint_family(["model.diffusion_model.joint_blocks.0.x", "text_encoders.t5xxl.x"])
+    assert "Stable Diffusion 1.x, 2.x and SDXL" in info.value.message
 
 
 @pytest.mark.parametrize("damage", ["random", "truncated", "empty", "bad_header_json"])
@@ -164,13 +257,10 @@ class _OverflowingVae:
 
 
 def test_half_precision_overflow_is_redecoded_in_float32_never_black():
-    from types import SimpleNamespace
-
     import torch
 
     vae = _OverflowingVae()
-    model = SimpleNamespace(pipe=SimpleNamespace(vae=vae))
-    image, notes = decode(model, torch.zeros(1, 4, 1, 1))
+    image, notes = vae_decode(vae, torch.zeros(1, 4, 1, 1), LatentFormat(channels=4, scaling_factor=0.5))
     assert vae.calls == [torch.float16, torch.float32] and vae.dtype == torch.float32
     assert image.dtype == np.uint8 and (image == 191).all()  # (0.5/2 + 0.5) * 255, not a black square
     assert notes and "full precision" in notes[0]
