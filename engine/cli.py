@@ -87,9 +87,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_gallery(sub)
     register_training(sub)
-    from .bench import register as register_bench
-
-    register_bench(sub)
     return parser
 
 

@@ -68,6 +68,8 @@ class Family(ABC):
     weight_components: ClassVar[tuple[str, ...]]
     #: The folder component holding the network (its config gives the native size).
     denoiser_component: ClassVar[str]
+    #: Keyword arguments for diffusers' loaders (components to leave out and the like): the one place they live.
+    load_options: ClassVar[Mapping[str, Any]] = {}
 
     # -- recognising and loading (class level) -------------------------------------------------------------
     @classmethod

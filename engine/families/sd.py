@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from pathlib import Path
-from typing import Any
 
 from .base import Conditioning, Family, LatentFormat, as_float, check_prediction, vae_scale_factor
 from .components import clip_last_hidden, load_pipeline, move, vae_decode
@@ -32,7 +31,7 @@ class StableDiffusion(Family):
     weight_components = ("unet", "vae", "text_encoder")
     denoiser_component = "unet"
     #: No safety checker (people run their own models on their own machine) and so no feature extractor.
-    load_options: dict[str, Any] = {"safety_checker": None, "feature_extractor": None, "requires_safety_checker": False}
+    load_options = {"safety_checker": None, "feature_extractor": None, "requires_safety_checker": False}
 
     @classmethod
     def checkpoint_config(cls, keys: Collection[str]) -> str | None:

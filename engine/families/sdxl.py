@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from pathlib import Path
-from typing import Any
 
 from .base import Conditioning, Family, LatentFormat, as_float, check_prediction, vae_scale_factor
 from .components import clip_penultimate, load_pipeline, move, vae_decode
@@ -36,7 +35,6 @@ class StableDiffusionXL(Family):
     pipelines = ("StableDiffusionXLPipeline",)
     weight_components = ("unet", "vae", "text_encoder", "text_encoder_2")
     denoiser_component = "unet"
-    load_options: dict[str, Any] = {}
 
     @classmethod
     def checkpoint_config(cls, keys: Collection[str]) -> str | None:

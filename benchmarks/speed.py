@@ -1,4 +1,11 @@
-"""``darkroom bench``: how fast Darkroom generates, against calling the stock diffusers pipeline, headless.
+"""How fast Darkroom generates, against calling the stock diffusers pipeline, headless.
+
+    python benchmarks/speed.py --quick --device cpu
+    python benchmarks/speed.py --cases sd15 --out benchmarks/results/<date>-h200-sd15.json
+
+A standalone script beside the app, not part of it: nothing in ``engine`` or ``gui`` imports it. It prints the
+report as JSON on stdout, or writes it to ``--out`` and prints one summary line; it never writes into the
+checkout unless asked to.
 
 On a GPU it builds the real SD1.5 and SDXL architectures (configs below, written out so nothing is downloaded)
 with random weights in half precision, saves them once as diffusers folders under the cache, and measures in
@@ -17,6 +24,7 @@ random SD pipeline when there is none, and says so. ``--quick`` is the CI-sized 
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import os
@@ -31,7 +39,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .models import native_size
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # measure the engine of this checkout, also when run as a plain script
+    sys.path.insert(0, str(ROOT))
+
+from engine.models import native_size  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +51,6 @@ PROMPT = "a lighthouse on a rocky cliff at dawn, oil painting, warm light"
 NEGATIVE = "blurry, low quality"
 SEED = 1234
 COMPILE_TIMEOUT_S = 1800.0
-RESULTS_DIR = Path(__file__).resolve().parent.parent / "benchmarks" / "results"
 
 # ------------------------------------------------------------------------------------------------ architectures
 _CLIP_L = dict(hidden_size=768, intermediate_size=3072, num_attention_heads=12, num_hidden_layers=12,
@@ -135,7 +146,7 @@ TARGETS = {
 
 def _byte_tokenizer(folder: Path):
     """A CLIP tokenizer over the 256 byte symbols (no merges): real token counts, no download."""
-    from .train.tokenizer import byte_level_tokenizer
+    from engine.train.tokenizer import byte_level_tokenizer
 
     return byte_level_tokenizer(folder)
 
@@ -166,12 +177,12 @@ def build_random_model(arch: Arch, folder: Path, device: str = "cpu", dtype_name
     import diffusers
     import torch
 
-    from .loader import _quiet_libraries
+    from engine.loader import quiet_libraries
 
     folder = Path(folder)
     if (folder / "model_index.json").is_file():
         return folder
-    _quiet_libraries()
+    quiet_libraries()
     parts = build_components(arch, device, getattr(torch, dtype_name))
     tokenizer, _ = _byte_tokenizer(folder.parent / f".{folder.name}-tokenizer")
     scheduler = getattr(diffusers, arch.scheduler)(**(arch.scheduler_config or {}))
@@ -254,19 +265,21 @@ class Stock:
         import diffusers
         import torch
 
-        from .loader import _quiet_libraries
-        from .schedulers import make_scheduler
+        from engine import families, samplers
+        from engine.devices import DeviceChoice
+        from engine.families.components import load_pipeline
+        from engine.loader import quiet_libraries
 
-        _quiet_libraries()
+        quiet_libraries()
         index = json.loads((folder / "model_index.json").read_text(encoding="utf-8"))
+        family = families.for_pipeline(index["_class_name"])
+        if family is None:
+            raise BenchError(f"{folder} is a {index['_class_name']} model, which Darkroom does not run")
+        # The family's load options (no safety checker), so both sides load the same parts.
         cls = getattr(diffusers, index["_class_name"])
-        kwargs: dict[str, Any] = {}
-        if index["_class_name"] == "StableDiffusionPipeline":
-            kwargs.update(safety_checker=None, feature_extractor=None, requires_safety_checker=False)
-        self.pipe = cls.from_pretrained(str(folder), dtype=getattr(torch, dtype_name), local_files_only=True,
-                                        use_safetensors=True, **kwargs).to(device)
+        self.pipe = load_pipeline(cls, folder, DeviceChoice(device, dtype_name), family.load_options).to(device)
         self.pipe.set_progress_bar_config(disable=True)
-        self.pipe.scheduler = make_scheduler(sampler, self.pipe.scheduler.config)
+        self.pipe.scheduler = samplers.get(sampler).make(self.pipe.scheduler.config)
         self.device = device
         self.dtype = getattr(torch, dtype_name)
         processors = {type(p).__name__ for p in self.pipe.unet.attn_processors.values()}
@@ -300,7 +313,7 @@ class EngineRunner:
     """Darkroom's engine as the app drives it, one job at a time, with every event timed as it arrives."""
 
     def __init__(self, folder: Path, device: str, fast_path: bool):
-        from .engine import Engine, EngineOptions, PreviewOptions
+        from engine.engine import Engine, EngineOptions, PreviewOptions
 
         self.device = device
         self.folder = folder
@@ -315,7 +328,7 @@ class EngineRunner:
         self.engine.start()
 
     def _on_event(self, event) -> None:
-        from .events import Cancelled, Failed, Finished, ImageReady, Preview, Progress, StatusChanged
+        from engine.events import Cancelled, Failed, Finished, ImageReady, Preview, Progress, StatusChanged
 
         now = time.perf_counter()
         job = self._job
@@ -337,12 +350,12 @@ class EngineRunner:
 
     def run(self, size: tuple[int, int], steps: int, cfg: float, sampler: str, preview: bool = True,
             seed: int = SEED, timeout: float = 900.0) -> dict:
-        from .engine import PreviewOptions
-        from .request import build_request
+        from engine.engine import PreviewOptions
+        from engine.request import build_request
 
         width, height = size
         request = build_request(prompt=PROMPT, negative_prompt=NEGATIVE, seed=seed, steps=steps, cfg=cfg,
-                                width=width, height=height, scheduler=sampler, model=str(self.folder)).request
+                                width=width, height=height, sampler=sampler, model=str(self.folder)).request
         self.engine.set_preview(PreviewOptions(mode="x0" if preview else "off", interval_s=0.0))
         job = {"id": None, "timer": StepTimer(self.device), "previews": 0, "done": threading.Event()}
         with self._lock:
@@ -370,7 +383,7 @@ class EngineRunner:
         }
 
     def fast_path(self):
-        from . import fastpath
+        from engine import fastpath
 
         for fast in fastpath.instances():
             if fast.disabled != "closed" and Path(fast.identity.split("|")[0]) == self.folder.resolve():
@@ -525,8 +538,8 @@ def relaunch_probe(folder: Path, device: str, size, steps: int, cfg: float, samp
     spec = {"folder": str(folder), "device": device, "size": list(size), "steps": steps, "cfg": cfg,
             "sampler": sampler, "spawned": time.time()}
     try:
-        done = subprocess.run([sys.executable, "-m", "engine.bench", "--relaunch-probe", json.dumps(spec)],
-                              capture_output=True, text=True, timeout=timeout, cwd=str(Path(__file__).parent.parent))
+        done = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--relaunch-probe", json.dumps(spec)],
+                              capture_output=True, text=True, timeout=timeout, cwd=str(ROOT))
         line = [x for x in done.stdout.splitlines() if x.startswith("{")][-1]
         return json.loads(line)
     except Exception as exc:  # noqa: BLE001 - reported in the JSON
@@ -561,10 +574,17 @@ def _relaunch_main(spec_text: str) -> int:
 
 
 # ------------------------------------------------------------------------------------------------ command
-def register(subparsers) -> None:
-    p = subparsers.add_parser(
-        "bench",
-        help="measure generation speed: the stock diffusers pipeline vs Darkroom's engine",
+class BenchError(Exception):
+    """A bad argument or an unusable machine: printed as one line, exit status ``code``."""
+
+    def __init__(self, message: str, code: int = 1):
+        super().__init__(message)
+        self.code = code
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="benchmarks/speed.py",
         description="Measure seconds per image, it/s, preview overhead, time to first preview, compile times and "
         "peak VRAM: stock diffusers vs Darkroom's engine with a preview at every step.",
     )
@@ -583,13 +603,14 @@ def register(subparsers) -> None:
     p.add_argument("--quick", action="store_true", help="CI-sized: tiny random model, few steps")
     p.add_argument("--compile-cache", type=Path, default=None, metavar="DIR",
                    help="compile cache to use (default: a fresh folder, so the first compile is cold)")
-    p.add_argument("--out", type=Path, default=None, metavar="FILE", help="JSON file (default: benchmarks/results/…)")
-    p.set_defaults(handler=cmd_bench)
+    p.add_argument("--out", type=Path, default=None, metavar="FILE",
+                   help="write the JSON report to FILE and print a summary line (default: JSON on stdout)")
+    return p
 
 
 def _bundled_or_tiny(work: Path, notes: list[str]) -> tuple[str, Path]:
     """The bundled model, or a tiny random SD pipeline (with a note) while it is absent."""
-    from . import paths
+    from engine import paths
 
     bundled = paths.BUNDLED_MODELS / "darkroom-emoji"
     if (bundled / "model_index.json").is_file():
@@ -629,27 +650,26 @@ def summary_line(report: dict) -> str:
         if eng.get("peak_vram_gb") is not None:
             part += f", peak {eng['peak_vram_gb']:.1f} GiB"
         parts.append(part)
-    return f"darkroom bench on {report['device']}: " + " | ".join(parts)
+    return f"darkroom speed on {report['device']}: " + " | ".join(parts)
 
 
-def cmd_bench(args) -> int:
+def run(args) -> int:
     import diffusers
     import torch
     import transformers
 
-    from . import __version__
-    from .cli import CliError
-    from .fastpath import CACHE_ENV
-    from .request import SCHEDULERS
+    from engine import __version__
+    from engine.fastpath import CACHE_ENV
+    from engine.samplers import SAMPLER_NAMES
 
-    if args.sampler not in SCHEDULERS:
-        raise CliError(f"unknown sampler {args.sampler!r}; choose one of: {', '.join(SCHEDULERS)}", 2)
+    if args.sampler not in SAMPLER_NAMES:
+        raise BenchError(f"unknown sampler {args.sampler!r}; choose one of: {', '.join(SAMPLER_NAMES)}", 2)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda" and not torch.cuda.is_available():
-        raise CliError("--device cuda: no CUDA GPU is available here")
+        raise BenchError("--device cuda: no CUDA GPU is available here")
     gpu = device == "cuda"
     if not gpu:
-        from .runtime import cpu_threads
+        from engine.runtime import cpu_threads
 
         # Both sides run with the thread count the app uses on this machine, one pool at a time.
         torch.set_num_threads(cpu_threads())
@@ -660,7 +680,7 @@ def cmd_bench(args) -> int:
     cache = args.compile_cache or (work / "compile-cache")
     os.environ[CACHE_ENV] = str(cache)  # read when the engine first compiles; a fresh folder means a cold compile
 
-    from . import paths
+    from engine import paths
 
     if args.quick:
         names = ["tiny"]
@@ -672,7 +692,7 @@ def cmd_bench(args) -> int:
         names = ["sd15", "sdxl"] if gpu else ["bundled"]
     unknown = [n for n in names if n not in ARCHS and n not in ("bundled", "model")]
     if unknown:
-        raise CliError(f"unknown case {', '.join(unknown)}; cases are sd15, sdxl, tiny, bundled", 2)
+        raise BenchError(f"unknown case {', '.join(unknown)}; cases are sd15, sdxl, tiny, bundled", 2)
 
     dtype_name = "float16" if gpu else "float32"
     cases = []
@@ -694,7 +714,7 @@ def cmd_bench(args) -> int:
             folder = build_random_model(ARCHS[name], store, device, dtype_name)
             description = f"{name} architecture (published configs), random weights, {dtype_name}"
         if not (folder / "model_index.json").is_file():
-            raise CliError(f"{folder} is not a diffusers model folder (no model_index.json)")
+            raise BenchError(f"{folder} is not a diffusers model folder (no model_index.json)")
         size = (ARCHS[name].size,) * 2 if name in ("sd15", "sdxl") else native_size(str(folder))
         print(f"measuring {label} at {size[0]}x{size[1]}, {steps} steps…", file=sys.stderr, flush=True)
         case = run_case(label, folder, device, dtype_name, size, steps, args.cfg, args.sampler, runs,
@@ -722,14 +742,15 @@ def cmd_bench(args) -> int:
         "notes": notes,
     }
     report["summary"] = summary_line(report)
-    out = args.out
-    if out is None:
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        out = RESULTS_DIR / f"{stamp}-{'gpu' if gpu else 'cpu'}{'-quick' if args.quick else ''}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    print(report["summary"])
-    print(f"results: {out}", file=sys.stderr)
+    text = json.dumps(report, indent=2) + "\n"
+    if args.out is None:
+        sys.stdout.write(text)
+        print(report["summary"], file=sys.stderr)
+    else:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text, encoding="utf-8")
+        print(report["summary"])
+        print(f"results: {args.out}", file=sys.stderr)
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
     if args.compile_cache is None:
@@ -739,10 +760,17 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return run(args)
+    except BenchError as exc:
+        print(f"speed.py: error: {exc}", file=sys.stderr)
+        return exc.code
+
+
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "--relaunch-probe":
         logging.basicConfig(level=logging.WARNING)
         sys.exit(_relaunch_main(sys.argv[2]))
-    from .cli import main
-
-    sys.exit(main(["bench", *sys.argv[1:]]))
+    sys.exit(main(sys.argv[1:]))
