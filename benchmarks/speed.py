@@ -659,7 +659,7 @@ def run(args) -> int:
     import transformers
 
     from engine import __version__
-    from engine.fastpath import CACHE_ENV
+    from engine.compile_cache import CACHE_ENV
     from engine.samplers import SAMPLER_NAMES
 
     if args.sampler not in SAMPLER_NAMES:

@@ -17,10 +17,9 @@ runtime on the engine's worker thread):
   model) and replays it every step. We capture ourselves instead of using ``mode="reduce-overhead"`` because
   inductor's CUDA-graph trees bind a graph to the thread that first ran it (here the compile thread) and keep
   thread-local state; an explicit graph has a lifetime and a thread we control.
-- **Cache on disk.** Inductor's FX-graph, AOT-autograd and Triton caches live under
-  ``engine.paths.cache_dir()/"inductor"`` (``DARKROOM_COMPILE_CACHE`` overrides it), so a relaunch recompiles
-  from cache in seconds. A small manifest there remembers shapes whose compile failed, so a broken shape is not
-  retried on every launch (until torch, the GPU or the model changes).
+- **Cache on disk** (:mod:`engine.compile_cache`). Inductor's caches live under the app's cache folder, so a
+  relaunch recompiles from cache in seconds. A small manifest there remembers shapes whose compile failed, so a
+  broken shape is not retried on every launch (until torch, the GPU or the model changes).
 - **Fail safe.** Any exception while compiling, capturing or replaying marks that shape broken, logs a warning
   and runs it eagerly from then on; the image being made continues with the eager denoiser. A failure elsewhere in
   the fast loop disables the fast path for the model and the runtime remakes the image on the standard path.
@@ -28,7 +27,7 @@ runtime on the engine's worker thread):
   most :data:`MAX_SHAPES` compiled shapes per session (each costs a compile and graph memory), and a shape that
   failed before is not compiled again.
 
-Previews on the fast path (:class:`DevicePreviews`): latent → RGB on the GPU, then a non-blocking copy into
+Previews on the fast path (:class:`engine.preview.DevicePreviews`): latent → RGB on the GPU, then a non-blocking copy into
 pinned memory on a side stream, handed to the UI one step later (the first preview of an image as soon as it is
 ready). Waiting for the previous step's copy is the loop's only host synchronisation, and it keeps progress,
 ETA and cancel true to what the GPU has finished while the next step is already queued.
@@ -42,18 +41,15 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import threading
 import time
 import weakref
-from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
-
-from . import paths
+from .compile_cache import MANIFEST_NAME, Manifest, compile_cache_dir, configure_compile_cache
+from .preview import DevicePreviews, HostPreviews
 
 log = logging.getLogger(__name__)
 
@@ -63,80 +59,8 @@ COMPILE_DEVICES: tuple[str, ...] = ("cuda",)
 MAX_SHAPES = 4
 #: Inductor options for the denoiser (1×1 convolutions as matrix multiplies, as diffusers' compile guide does).
 INDUCTOR_OPTIONS: dict[str, Any] = {"conv_1x1_as_mm": True}
-MANIFEST_NAME = "darkroom-fastpath.json"
-CACHE_ENV = "DARKROOM_COMPILE_CACHE"
 
 _INSTANCES: "weakref.WeakSet[FastPath]" = weakref.WeakSet()
-_cache_lock = threading.Lock()
-_cache_root: Path | None = None
-
-
-# ------------------------------------------------------------------------------------------------ disk cache
-def compile_cache_dir() -> Path:
-    """Where compiled artefacts are kept between launches."""
-    override = os.environ.get(CACHE_ENV, "").strip()
-    return Path(override).expanduser() if override else paths.cache_dir() / "inductor"
-
-
-def configure_compile_cache(root: Path | None = None) -> Path:
-    """Point inductor's on-disk caches (FX graphs, AOT autograd, Triton kernels) at ``root``. Process-wide and
-    idempotent: the first call wins, because inductor reads the folder once it starts compiling. A folder the
-    user chose with ``TORCHINDUCTOR_CACHE_DIR`` is respected."""
-    global _cache_root
-    with _cache_lock:
-        if _cache_root is not None:
-            return _cache_root
-        root = Path(root or compile_cache_dir())
-        root.mkdir(parents=True, exist_ok=True)
-        from torch._inductor.runtime.cache_dir_utils import default_cache_dir
-
-        current = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
-        if current is None or os.path.abspath(current) == os.path.abspath(default_cache_dir()):
-            os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(root)
-        else:
-            root = Path(current)
-        import torch._functorch.config as functorch_config
-        import torch._inductor.config as inductor_config
-
-        inductor_config.fx_graph_cache = True
-        inductor_config.autotune_local_cache = True
-        functorch_config.enable_autograd_cache = True
-        _cache_root = root
-        log.info("compiled denoisers are cached in %s", root)
-        return root
-
-
-class Manifest:
-    """Remembers, across launches, how each shape's compile went (``ok`` with its time, or ``failed``)."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self._lock = threading.Lock()
-
-    def _read(self) -> dict:
-        try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
-            return data if isinstance(data, dict) and isinstance(data.get("entries"), dict) else {"entries": {}}
-        except (OSError, ValueError):
-            return {"entries": {}}
-
-    def get(self, key: str) -> dict | None:
-        with self._lock:
-            entry = self._read()["entries"].get(key)
-        return entry if isinstance(entry, dict) else None
-
-    def put(self, key: str, **values: Any) -> None:
-        with self._lock:
-            data = self._read()
-            data["version"] = 1
-            data["entries"][key] = {**values, "when": time.strftime("%Y-%m-%dT%H:%M:%S")}
-            try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = self.path.with_suffix(".tmp")
-                tmp.write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")
-                os.replace(tmp, self.path)
-            except OSError:
-                log.warning("could not write %s", self.path)
 
 
 # ------------------------------------------------------------------------------------------------ keys
@@ -577,144 +501,3 @@ class FastPath:
 def instances() -> list[FastPath]:
     """Live fast paths (one per loaded model), for diagnostics and the benchmark."""
     return list(_INSTANCES)
-
-
-# ------------------------------------------------------------------------------------------------ previews
-class HostPreviews:
-    """Synchronous previews, exactly as the standard path makes them: each one is handed over at its step."""
-
-    def __init__(self, preview):
-        self.preview = preview
-
-    def start_image(self) -> None:
-        pass
-
-    def step(self, source, step: int, total: int, kind: str) -> list[tuple[np.ndarray, int, int, str]]:
-        if source is None:
-            return []
-        return [(self.preview.to_rgb(source), step, total, kind)]
-
-    def flush(self) -> list[tuple[np.ndarray, int, int, str]]:
-        return []
-
-    def discard(self) -> None:
-        pass
-
-
-@dataclass
-class _Pending:
-    event: Any
-    meta: tuple[int, int, str]
-    slot: Any = None  # pinned host buffer, when this step has a preview
-    keep: Any = None  # the device image, alive until its copy is done
-
-
-class DevicePreviews:
-    """Latent → RGB on the GPU; a non-blocking copy into pinned memory on a side stream; handed over one step
-    later. Every step records a marker, and the loop waits for the previous step's marker only, so the GPU
-    always has the current step queued while the host catches up. The three CUDA primitives (:meth:`_stream`,
-    :meth:`_marker`, :meth:`_copy`) are separate so the hand-over logic can be tested without a GPU."""
-
-    def __init__(self, preview, lag: int = 1):
-        import torch
-
-        self.preview = preview
-        self._torch = torch
-        self._lag = lag
-        self._side = self._stream()
-        self._weights: dict[tuple[int, str], tuple[Any, Any]] = {}
-        self._free: list[Any] = []
-        self._pending: deque[_Pending] = deque()
-        self._first = True
-
-    # -- CUDA primitives -----------------------------------------------------------------------------------
-    def _stream(self):
-        return self._torch.cuda.Stream()
-
-    def _marker(self):
-        """An event at the current point of the compute stream."""
-        event = self._torch.cuda.Event()
-        event.record(self._torch.cuda.current_stream())
-        return event
-
-    def _copy(self, rgb):
-        """Start copying ``rgb`` into a pinned buffer on the side stream; return the buffer and its event."""
-        torch = self._torch
-        slot = self._slot(rgb.shape)
-        self._side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(self._side):
-            slot.copy_(rgb, non_blocking=True)
-            event = torch.cuda.Event()
-            event.record(self._side)
-        rgb.record_stream(self._side)
-        return slot, event
-
-    def _slot(self, shape):
-        while self._free:
-            slot = self._free.pop()
-            if tuple(slot.shape) == tuple(shape):
-                return slot
-        return self._torch.empty(shape, dtype=self._torch.uint8, pin_memory=True)
-
-    # -- the loop's side -----------------------------------------------------------------------------------
-    def start_image(self) -> None:
-        self._first = True
-
-    def _rgb(self, latent):
-        """Exactly :meth:`LatentPreview.to_rgb`'s arithmetic, left on the device (factors uploaded once)."""
-        torch = self._torch
-        x = latent[0].float()
-        key = (x.shape[0], str(x.device))
-        if key not in self._weights:
-            factors = torch.tensor(self.preview.factors, dtype=torch.float32)
-            if factors.shape[0] != x.shape[0]:  # unknown layout: the first channels as grey levels
-                factors = torch.eye(x.shape[0], 3)
-            bias = torch.tensor(self.preview.bias, dtype=torch.float32)
-            self._weights[key] = (factors.to(x.device), bias.to(x.device))
-        factors, bias = self._weights[key]
-        rgb = torch.einsum("chw,cr->hwr", x, factors) + bias
-        return ((rgb + 1.0) * 127.5).clamp_(0, 255).to(torch.uint8).contiguous()
-
-    def step(self, source, step: int, total: int, kind: str) -> list[tuple[np.ndarray, int, int, str]]:
-        """Queue this step's preview (``source`` is None when throttled) and return the ones now ready."""
-        if source is not None:
-            rgb = self._rgb(source)
-            slot, event = self._copy(rgb)
-            item = _Pending(event, (step, total, kind), slot, rgb)
-        else:
-            item = _Pending(self._marker(), (step, total, kind))
-        self._pending.append(item)
-        keep = 0 if (self._first and source is not None) else self._lag  # an image's first preview comes at once
-        if source is not None:
-            self._first = False
-        ready = []
-        while len(self._pending) > keep:
-            ready.extend(self._complete(self._pending.popleft()))
-        return ready
-
-    def _complete(self, item: _Pending) -> list[tuple[np.ndarray, int, int, str]]:
-        item.event.synchronize()
-        if item.slot is None:
-            return []
-        image = item.slot.numpy().copy()
-        image.setflags(write=False)
-        self._free.append(item.slot)
-        return [(image, *item.meta)]
-
-    def flush(self) -> list[tuple[np.ndarray, int, int, str]]:
-        """Everything still pending (the image's last steps), once its copies are done."""
-        ready = []
-        while self._pending:
-            ready.extend(self._complete(self._pending.popleft()))
-        return ready
-
-    def discard(self) -> None:
-        """Drop what is pending (cancel or failure) once its copies are done, so no buffer is written later."""
-        while self._pending:
-            item = self._pending.popleft()
-            try:
-                item.event.synchronize()
-            except Exception:  # noqa: BLE001 - a broken device: nothing left to protect
-                return
-            if item.slot is not None:
-                self._free.append(item.slot)

@@ -17,9 +17,10 @@ from typing import Callable
 from .devices import choose_device
 from .errors import DarkroomError, ErrorKind
 from .events import Cancelled, Event, Finished, ImageReady, Preview, Progress, Started, StatusChanged
-from .fastpath import FastPath, HostPreviews
+from .fastpath import FastPath
 from .loader import LoadedModel, load_model
 from .models import resolve
+from .preview import HostPreviews
 from .sampling import Interrupted, StepState, denoise
 
 log = logging.getLogger(__name__)

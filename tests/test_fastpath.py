@@ -13,11 +13,12 @@ import numpy as np
 import pytest
 import torch
 
-from engine import fastpath
+from engine import compile_cache, fastpath, preview as previews
 from engine.engine import EngineOptions, PreviewOptions
 from engine.events import Finished, ImageReady, Preview, Progress
 from engine.families import sd, sdxl
-from engine.fastpath import FastPath, Manifest, shape_key
+from engine.compile_cache import Manifest
+from engine.fastpath import FastPath, shape_key
 from engine.preview import LatentPreview
 from tests.engine_helpers import Recorder, request_for
 
@@ -308,26 +309,26 @@ def test_compile_cache_goes_under_the_app_cache(monkeypatch, darkroom_home):
     import torch._functorch.config as functorch_config
     import torch._inductor.config as inductor_config
 
-    monkeypatch.setattr(fastpath, "_cache_root", None)
+    monkeypatch.setattr(compile_cache, "_cache_root", None)
     monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
-    monkeypatch.delenv(fastpath.CACHE_ENV, raising=False)
+    monkeypatch.delenv(compile_cache.CACHE_ENV, raising=False)
     monkeypatch.setattr(inductor_config, "fx_graph_cache", False)
     monkeypatch.setattr(functorch_config, "enable_autograd_cache", False)
-    root = fastpath.configure_compile_cache()
+    root = compile_cache.configure_compile_cache()
     assert root == darkroom_home / "cache" / "inductor" and root.is_dir()
     import os
 
     assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(root)
     assert inductor_config.fx_graph_cache and functorch_config.enable_autograd_cache
-    assert fastpath.configure_compile_cache(Path("/elsewhere")) == root  # process-wide: the first call wins
+    assert compile_cache.configure_compile_cache(Path("/elsewhere")) == root  # process-wide: the first call wins
 
 
 def test_compile_cache_respects_a_folder_the_user_chose(monkeypatch, tmp_path):
-    monkeypatch.setattr(fastpath, "_cache_root", None)
+    monkeypatch.setattr(compile_cache, "_cache_root", None)
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "mine"))
-    monkeypatch.setenv(fastpath.CACHE_ENV, str(tmp_path / "darkroom"))
-    assert fastpath.compile_cache_dir() == tmp_path / "darkroom"
-    assert fastpath.configure_compile_cache() == tmp_path / "mine"
+    monkeypatch.setenv(compile_cache.CACHE_ENV, str(tmp_path / "darkroom"))
+    assert compile_cache.compile_cache_dir() == tmp_path / "darkroom"
+    assert compile_cache.configure_compile_cache() == tmp_path / "mine"
 
 
 def test_manifest_survives_damage(tmp_path):
@@ -429,7 +430,7 @@ def test_engine_fast_path_end_to_end_on_cpu(tiny_model_dir, tiny_sdxl_dir, monke
 
 
 def test_fast_loop_failure_remakes_the_image_on_the_standard_path(tiny_model_dir, monkeypatch, caplog):
-    class BrokenPreviews(fastpath.HostPreviews):
+    class BrokenPreviews(previews.HostPreviews):
         def step(self, source, step, total, kind):
             if step == 2:
                 raise RuntimeError("side stream lost")
@@ -453,7 +454,7 @@ def test_fast_loop_failure_remakes_the_image_on_the_standard_path(tiny_model_dir
 
 
 # ------------------------------------------------------------------------------------------------ previews
-class CpuPreviews(fastpath.DevicePreviews):
+class CpuPreviews(previews.DevicePreviews):
     """DevicePreviews with its three CUDA primitives replaced by CPU stand-ins that record the waits."""
 
     def __init__(self, preview, lag=1):
@@ -494,7 +495,7 @@ def test_device_previews_first_at_once_then_one_step_late():
 
 def test_host_previews_are_the_standard_paths():
     preview = LatentPreview(sdxl.PREVIEW_FACTORS, sdxl.PREVIEW_BIAS)
-    host = fastpath.HostPreviews(preview)
+    host = previews.HostPreviews(preview)
     latent = torch.randn(1, 4, 8, 8)
     (image, step, total, kind), = host.step(latent, 3, 5, "xt")
     assert np.array_equal(image, preview.to_rgb(latent)) and (step, total, kind) == (3, 5, "xt")
