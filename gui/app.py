@@ -1,6 +1,7 @@
-"""Starting the window: the QApplication, Darkroom's theme and icon, logging, then the event loop.
+"""Starting the window: the QApplication, Darkroom's theme and icon, logging, then the event loop; and leaving.
 
-The window is shown before the engine's thread starts importing torch; the status bar reports the warm-up.
+The window is shown before the engine's thread starts importing torch; the status bar reports the warm-up. When
+the window closes the process ends at once (:func:`leave`).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import logging.handlers
 import os
 import sys
 import time
-from typing import Sequence
+from typing import NoReturn, Sequence
 
 log = logging.getLogger("gui")
 
@@ -45,7 +46,6 @@ def create_application(argv: Sequence[str] = ()):
     from PySide6.QtWidgets import QApplication
 
     from . import theme
-    from .main_window import app_icon
 
     app = QApplication.instance()
     if app is None:
@@ -55,7 +55,7 @@ def create_application(argv: Sequence[str] = ()):
         QGuiApplication.setApplicationDisplayName("Darkroom")
         QGuiApplication.setDesktopFileName("darkroom")
         app = QApplication([sys.argv[0] if sys.argv else "darkroom", *argv])
-    app.setWindowIcon(app_icon())
+    app.setWindowIcon(theme.app_icon())
     theme.apply(app)
     return app
 
@@ -121,6 +121,7 @@ def qt_binding_problem() -> str:
 
 
 def run_app(argv: Sequence[str] = (), launch_t0: float | None = None) -> int:
+    """Open the window and run until it closes; returns only when the window cannot open."""
     _setup_logging()
     t0 = launch_t0 if launch_t0 is not None else time.perf_counter()
     missing = missing_xcb_packages()
@@ -159,15 +160,23 @@ def run_app(argv: Sequence[str] = (), launch_t0: float | None = None) -> int:
     app.aboutToQuit.connect(window.close)  # quitting without closing the window still stops the engine
     _report_unexpected_errors(window)
     code = app.exec()
-    if window.shutdown_clean is False:
-        # The engine thread is stuck inside one long step (or still importing torch) and did not stop within
-        # 2 s. Leave now rather than let interpreter shutdown race a thread that is still running native code.
-        log.info("leaving with the engine thread still running")
-        logging.shutdown()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
-    return code
+    window.close()
+    leave(code)
+
+
+def leave(code: int) -> NoReturn:
+    """End the process now that the window has closed.
+
+    Everything worth keeping is written by then: the settings, the gallery's files and index (queued saves are
+    finished and the index closed), and the log (flushed below). What remains is the engine thread letting go of
+    the model, and the interpreter tearing down torch, diffusers and Qt module by module; that keeps nothing and
+    took about a second after a generation, so the process ends without it.
+    """
+    log.info("leaving")
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _report_unexpected_errors(window) -> None:

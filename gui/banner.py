@@ -128,6 +128,9 @@ class MessageBanner(QFrame):
         self._action_button.setText(msg.action_text)
         self.show()
 
+    def post(self, message: Message, action: Callable[[], None] | None = None) -> None:
+        self.show_message(message.level, message.text, message.details, message.action_text, action)
+
     def error(self, text: str, details: str = "", **kw) -> None:
         self.show_message("error", text, details, **kw)
 

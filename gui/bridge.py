@@ -1,30 +1,27 @@
 """The one QObject that knows the engine.
 
-:class:`Bridge` owns an :class:`engine.engine.Engine` (and with it the engine's worker thread) and a saver
-thread that writes finished images to the gallery. Engine events arrive on the worker thread; the bridge puts
-them in an inbox and wakes the GUI thread with a queued signal. On the GUI thread it drains the inbox in order,
-keeps only the newest preview of each drain (latest wins: a preview the window could not paint in time is
-dropped, never queued up), drops events of jobs it no longer shows, builds ``QImage`` s from the numpy buffers
-and re-emits everything as typed Qt signals. Widgets connect to those signals and never see the engine.
+:class:`Bridge` owns an :class:`engine.engine.Engine` and with it the engine's worker thread. Engine events arrive
+on the worker thread; the bridge puts them in an inbox and wakes the GUI thread with one queued signal per batch.
+On the GUI thread it drains the inbox in order, keeps only the newest preview of each job in a drain (latest wins:
+a preview the window could not paint in time is dropped, never queued up), builds ``QImage`` s from the numpy
+buffers and re-emits every event as a typed Qt signal. It keeps no job state: which jobs are shown, and which
+events matter, is the view-model's business (:class:`gui.viewmodel.JobsModel`).
 
-On quit, :meth:`Bridge.shutdown` cancels every job, stops the engine and joins both threads.
+Threading rules: create and call it on the GUI thread. Its signals are emitted on the GUI thread. The engine calls
+:meth:`Bridge._on_engine_event` on its worker thread; :attr:`Bridge.engine_tap` runs there too.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
 import threading
-import time
-import traceback
-from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 from PySide6.QtCore import QObject, Qt, Signal, Slot
 from PySide6.QtGui import QImage
 
-from engine.engine import Engine, EngineOptions, PreviewOptions
+from engine.engine import Engine, EngineOptions, PreviewMode, PreviewOptions
 from engine.events import (
     Cancelled,
     Event,
@@ -52,59 +49,17 @@ def to_qimage(array: np.ndarray) -> QImage:
     return QImage(array.data, w, h, array.strides[0], fmt).copy()
 
 
-@dataclass
-class JobInfo:
-    """What the window shows about a job it submitted."""
-
-    job_id: int
-    request: GenerationRequest
-    state: str = "queued"  # "queued" | "running"
-    submitted_at: float = 0.0
-
-
-class _Saver:
-    """A plain thread that saves finished images one at a time, so disk writes never block the window."""
-
-    def __init__(self, save: Callable[[ImageReady], Any], on_done: Callable[[ImageReady, Any, BaseException | None], None]):
-        self._save = save
-        self._on_done = on_done
-        self._queue: "queue.Queue[ImageReady | None]" = queue.Queue()
-        self._thread: threading.Thread | None = None
-
-    def put(self, ready: ImageReady) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="darkroom-saver", daemon=True)
-            self._thread.start()
-        self._queue.put(ready)
-
-    def _run(self) -> None:
-        while True:
-            ready = self._queue.get()
-            if ready is None:
-                return
-            try:
-                result = self._save(ready)
-            except BaseException as exc:  # noqa: BLE001 - reported to the window, which keeps the image
-                log.warning("saving image %s of job %s failed: %s", ready.image_index, ready.job_id, exc)
-                self._on_done(ready, None, exc)
-            else:
-                self._on_done(ready, result, None)
-
-    def close(self, timeout: float) -> bool:
-        """Finish the saves already queued (up to ``timeout``), then stop. True when the thread has ended."""
-        if self._thread is None:
-            return True
-        self._queue.put(None)
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
-
-    @property
-    def alive(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+def newest_previews(events: list[Event]) -> list[Event]:
+    """``events`` without the previews that a later preview of the same job makes stale."""
+    last: dict[int, int] = {}
+    for i, event in enumerate(events):
+        if isinstance(event, Preview):
+            last[event.job_id] = i
+    return [e for i, e in enumerate(events) if not isinstance(e, Preview) or last[e.job_id] == i]
 
 
 class Bridge(QObject):
-    """Engine events as Qt signals, delivered on the GUI thread. Create it on the GUI thread."""
+    """Engine events as Qt signals, delivered on the GUI thread."""
 
     #: engine-wide status (``StatusChanged``): warming up, loading, ready on device/dtype
     status_changed = Signal(object)
@@ -112,45 +67,32 @@ class Bridge(QObject):
     job_started = Signal(object)
     #: step i of n, it/s, ETA (``Progress``)
     progress = Signal(object)
-    #: the newest live preview (``Preview``) and its pixels
+    #: the newest live preview of a job (``Preview``) and its pixels
     preview = Signal(object, QImage)
     #: a finished image (``ImageReady``) and its pixels
     image_ready = Signal(object, QImage)
-    #: a job ended: ``Finished``, ``Failed`` (``job_id`` may be None for engine-wide failures) or ``Cancelled``
+    #: a job ended: ``Finished``, ``Failed`` (``job_id`` None for engine-wide failures) or ``Cancelled``
     job_finished = Signal(object)
     job_failed = Signal(object)
     job_cancelled = Signal(object)
-    #: the jobs shown in the queue changed (submitted, started, ended, cancelled)
-    queue_changed = Signal()
-    #: the gallery saved an image: (``ImageReady``, whatever ``Gallery.save`` returned, usually a path)
-    image_saved = Signal(object, object)
-    #: saving an image failed: (``ImageReady``, message for people, details)
-    save_failed = Signal(object, str, str)
 
     _wake = Signal()  # worker thread → GUI thread: the inbox has events
-    _saved = Signal(object, object, object)  # saver thread → GUI thread
 
-    def __init__(
-        self,
-        options: EngineOptions = EngineOptions(),
-        gallery: Any = None,
-        parent: QObject | None = None,
-    ):
+    def __init__(self, options: EngineOptions = EngineOptions(), parent: QObject | None = None):
         super().__init__(parent)
-        # The lambda (not the bound method) lets tests wrap ``_on_engine_event`` on an instance.
-        self._engine = Engine(lambda event: self._on_engine_event(event), options)
-        self._gallery = gallery
-        self._saver = _Saver(self._save_one, lambda r, res, exc: self._saved.emit(r, res, exc)) if gallery else None
+        self._engine = Engine(self._on_engine_event, options)
         self._lock = threading.Lock()
         self._inbox: list[Event] = []
         self._wake_pending = False
-        self._jobs: dict[int, JobInfo] = {}  # shown jobs, in submission order
         self._closed = False
+        #: Called on the engine's worker thread with every event once it is queued for the GUI thread, or None.
+        #: Tests use it to hold the worker at a chosen step; it must not touch widgets.
+        self.engine_tap: Callable[[Event], None] | None = None
+        #: previews handed to the window and previews dropped because a newer one of the same job had arrived
         self.previews_delivered = 0
         self.previews_dropped = 0
         self.last_status: StatusChanged | None = None
         self._wake.connect(self._drain, Qt.ConnectionType.QueuedConnection)
-        self._saved.connect(self._on_saved, Qt.ConnectionType.QueuedConnection)
 
     # -- GUI thread API ---------------------------------------------------------------------------------------
     @property
@@ -158,14 +100,8 @@ class Bridge(QObject):
         return self._engine
 
     @property
-    def gallery(self) -> Any:
-        return self._gallery
-
-    def set_gallery(self, gallery: Any) -> None:
-        """Save the next images into another gallery (images already queued go to the new one too)."""
-        self._gallery = gallery
-        if self._saver is None and gallery is not None:
-            self._saver = _Saver(self._save_one, lambda r, res, exc: self._saved.emit(r, res, exc))
+    def closed(self) -> bool:
+        return self._closed
 
     def start(self) -> None:
         """Start the engine thread; it imports torch and warms up in the background."""
@@ -173,43 +109,16 @@ class Bridge(QObject):
             self._engine.start()
 
     def submit(self, request: GenerationRequest) -> int:
+        """Queue a request; returns its job id. RuntimeError after :meth:`shutdown`."""
         if self._closed:
-            raise RuntimeError("the bridge has been shut down")
-        job_id = self._engine.submit(request)
-        self._jobs[job_id] = JobInfo(job_id, request, "queued", time.monotonic())
-        self.queue_changed.emit()
-        return job_id
+            raise RuntimeError("the engine has been shut down")
+        return self._engine.submit(request)
 
     def cancel(self, job_id: int) -> bool:
-        """Cancel a job. It leaves the queue at once; its remaining previews and images are ignored."""
-        info = self._jobs.pop(job_id, None)
-        if info is None:
-            return False
-        self._engine.cancel(job_id)
-        self.queue_changed.emit()
-        self.job_cancelled.emit(Cancelled(job_id))
-        return True
+        """Ask the engine to cancel a job (it stops within one step). Its ``Cancelled`` event follows."""
+        return self._engine.cancel(job_id)
 
-    def cancel_running(self) -> bool:
-        running = [j for j in self._jobs.values() if j.state == "running"]
-        target = running[0] if running else next(iter(self._jobs.values()), None)
-        return self.cancel(target.job_id) if target else False
-
-    def cancel_all(self) -> None:
-        for job_id in list(self._jobs):
-            self.cancel(job_id)
-
-    def jobs(self) -> list[JobInfo]:
-        return list(self._jobs.values())
-
-    def is_shown(self, job_id: int | None) -> bool:
-        return job_id in self._jobs
-
-    @property
-    def busy(self) -> bool:
-        return bool(self._jobs)
-
-    def set_preview_mode(self, mode: str) -> None:
+    def set_preview_mode(self, mode: PreviewMode) -> None:
         """``"x0"`` (the model's current guess of the final image), ``"xt"`` (the noisy latent) or ``"off"``."""
         current = self._engine.preview
         self._engine.set_preview(PreviewOptions(mode=mode, interval_s=current.interval_s))
@@ -218,46 +127,37 @@ class Bridge(QObject):
         current = self._engine.preview
         self._engine.set_preview(PreviewOptions(mode=current.mode, interval_s=seconds))
 
-    def save_to_gallery(self, ready: ImageReady, *, force: bool = False) -> bool:
-        """Queue one image for the gallery. Done for every finished image while the gallery's ``autosave`` is on;
-        ``force`` saves regardless (e.g. "Save to gallery" on one image)."""
-        if self._saver is None or self._closed:
-            return False
-        if not force and not getattr(self._gallery, "autosave", True):
-            return False
-        self._saver.put(ready)
-        return True
+    def shutdown(self) -> None:
+        """Cancel every job and tell the engine thread to stop, without waiting for it. Safe to call twice.
 
-    def threads_alive(self) -> bool:
-        return self._engine.running or bool(self._saver and self._saver.alive)
-
-    def shutdown(self, timeout: float = 2.0) -> bool:
-        """Cancel everything, stop the engine and the saver, join their threads. Safe to call twice.
-
-        Returns True when every thread ended within ``timeout`` seconds.
+        Nothing is lost by not waiting: a cancelled job saves nothing, and what the worker does on its way out
+        (letting go of the model) matters only to a process that goes on running. It is a daemon thread, so it
+        never holds the process open; :meth:`wait_stopped` waits for it where that matters (tests).
         """
-        deadline = time.monotonic() + timeout
-        if not self._closed:
-            self._closed = True
-            self._jobs.clear()
-        engine_ok = self._engine.shutdown(max(0.0, deadline - time.monotonic()))
-        saver_ok = self._saver.close(max(0.1, deadline - time.monotonic())) if self._saver else True
-        if not engine_ok:
-            log.info("the engine thread did not stop within %.1f s", timeout)
-        return engine_ok and saver_ok
+        self._closed = True
+        self._engine.shutdown(timeout=0)
+
+    def wait_stopped(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for the engine thread to end; True when it has (or never started)."""
+        return self._engine.shutdown(timeout=timeout)
+
+    @property
+    def running(self) -> bool:
+        """True while the engine thread is alive."""
+        return self._engine.running
 
     # -- worker thread ----------------------------------------------------------------------------------------
     def _on_engine_event(self, event: Event) -> None:
         """Called on the engine's thread: queue the event and wake the GUI thread once per batch."""
-        with self._lock:
-            self._inbox.append(event)
-            if self._wake_pending:
-                return
-            self._wake_pending = True
-        self._wake.emit()
-
-    def _save_one(self, ready: ImageReady) -> Any:
-        return self._gallery.save(ready)
+        if not self._closed:
+            with self._lock:
+                self._inbox.append(event)
+                wake, self._wake_pending = not self._wake_pending, True
+            if wake:
+                self._wake.emit()
+        tap = self.engine_tap
+        if tap is not None:
+            tap(event)
 
     # -- GUI thread -------------------------------------------------------------------------------------------
     @Slot()
@@ -267,11 +167,9 @@ class Bridge(QObject):
             self._wake_pending = False
         if self._closed:
             return
-        last_preview = max((i for i, e in enumerate(events) if isinstance(e, Preview)), default=-1)
-        for i, event in enumerate(events):
-            if isinstance(event, Preview) and i != last_preview:
-                self.previews_dropped += 1
-                continue
+        kept = newest_previews(events)
+        self.previews_dropped += len(events) - len(kept)
+        for event in kept:
             try:
                 self._dispatch(event)
             except Exception:  # noqa: BLE001 - one bad handler must not lose the other events
@@ -281,16 +179,7 @@ class Bridge(QObject):
         if isinstance(event, StatusChanged):
             self.last_status = event
             self.status_changed.emit(event)
-            return
-        if isinstance(event, Failed) and event.job_id is None:
-            self.job_failed.emit(event)
-            return
-        info = self._jobs.get(event.job_id)
-        if info is None:
-            return  # a job no longer shown (cancelled here, or from an earlier window)
-        if isinstance(event, Started):
-            info.state = "running"
-            self.queue_changed.emit()
+        elif isinstance(event, Started):
             self.job_started.emit(event)
         elif isinstance(event, Progress):
             self.progress.emit(event)
@@ -299,20 +188,9 @@ class Bridge(QObject):
             self.preview.emit(event, to_qimage(event.image))
         elif isinstance(event, ImageReady):
             self.image_ready.emit(event, to_qimage(event.image))
-            self.save_to_gallery(event)
-        elif isinstance(event, (Finished, Failed, Cancelled)):
-            del self._jobs[event.job_id]
-            self.queue_changed.emit()
-            signal = {Finished: self.job_finished, Failed: self.job_failed, Cancelled: self.job_cancelled}[type(event)]
-            signal.emit(event)
-
-    @Slot(object, object, object)
-    def _on_saved(self, ready: ImageReady, result: Any, exc: BaseException | None) -> None:
-        if exc is None:
-            self.image_saved.emit(ready, result)
-            return
-        message = getattr(exc, "message", None) or (
-            f"{exc.strerror}." if isinstance(exc, OSError) and exc.strerror else str(exc) or type(exc).__name__
-        )
-        details = getattr(exc, "details", "") or "".join(traceback.format_exception(exc))
-        self.save_failed.emit(ready, message, details)
+        elif isinstance(event, Finished):
+            self.job_finished.emit(event)
+        elif isinstance(event, Failed):
+            self.job_failed.emit(event)
+        elif isinstance(event, Cancelled):
+            self.job_cancelled.emit(event)

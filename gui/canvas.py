@@ -9,22 +9,12 @@ costs a blit.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
 
 from PySide6.QtCore import QPoint, QRect, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPaintEvent, QPalette, QPen, QResizeEvent
 from PySide6.QtWidgets import QPushButton, QSizePolicy, QWidget
 
-
-@dataclass(frozen=True)
-class Frame:
-    """What the canvas shows: a live preview or a finished image of a job."""
-
-    kind: str  # "preview" | "final" | "result" (an earlier result picked from the session strip)
-    job_id: int | None
-    step: int = 0
-    total: int = 0
-    image_index: int = 0
+from .viewmodel import Frame
 
 
 def smooth_scale(image: QImage, target: QSize) -> QImage:

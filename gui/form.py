@@ -1,15 +1,17 @@
-"""The generation form: prompt, negative prompt, model, sampler, steps, CFG, size, seed and batch count.
+"""The generation form, built from the field registry and bound to a :class:`gui.viewmodel.FormModel`.
 
-The form only collects values. :meth:`GenerationForm.values` gives keyword arguments for
-:func:`engine.request.build_request`, which does all the checking; :meth:`GenerationForm.mark_errors` shows
-the fields it rejected. The form never talks to the engine.
+Every row of :data:`engine.fields.FIELDS` gets an editor chosen by its kind (text, int, float, seed, sampler,
+model) with the registry's label, tooltip, range and choices; edits go to the form model and the model's changes
+come back to the editors, so the form holds no values of its own. Validation is the request builder's; the form
+only marks the fields named in the model's errors. A new registry field appears here without code; only its place
+in the layout (:data:`ROW_ORDER`) and a placeholder text are the form's choice. GUI thread only.
 """
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any, Callable, Sequence
 
-from PySide6.QtCore import QSignalBlocker, Qt, Signal
+from PySide6.QtCore import QSignalBlocker, Qt, Signal, SignalInstance
 from PySide6.QtGui import QFontMetrics
 from PySide6.QtWidgets import (
     QComboBox,
@@ -20,6 +22,7 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QPlainTextEdit,
     QPushButton,
+    QScrollArea,
     QSizePolicy,
     QSpinBox,
     QToolButton,
@@ -27,7 +30,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine.request import BATCH_RANGE, CFG_RANGE, SCHEDULERS, SEED_MAX, SIZE_RANGE, STEPS_RANGE, GenerationRequest
+from engine import fields
+from engine.fields import Field
+
+from .models_controller import ModelChoice
+from .viewmodel import FormModel
 
 #: (width, height, label) shown in the size menu
 SIZE_PRESETS: tuple[tuple[int, int, str], ...] = (
@@ -42,22 +49,16 @@ SIZE_PRESETS: tuple[tuple[int, int, str], ...] = (
     (128, 128, "Tiny"),
     (64, 64, "Icon (emoji model)"),
 )
-
-ADD_MODEL = "\x00add-model"
-
-#: Plain-words explanations shown as tooltips.
-TIPS = {
-    "prompt": "What the picture should show. Ctrl+Enter generates.",
-    "negative_prompt": "What the picture should not show (optional).",
-    "model": "The model that paints the picture. Add your own diffusers folder or .safetensors file.",
-    "scheduler": "The sampler: how the noise is removed step by step. Different samplers give different looks.",
-    "steps": "How many denoising steps. More steps: more detail and more time.",
-    "cfg": "Guidance (CFG scale): how strictly the picture follows the prompt. 5–9 is usual; 0–2 for LCM models.",
-    "size": "Picture size in pixels; multiples of 8 (other sizes are rounded).",
-    "seed": f"The starting noise. The same seed and settings make the same picture. A number from 0 to {SEED_MAX}, "
-    "or \"random\".",
-    "batch_count": "How many pictures to make, one after another; picture k uses seed + k.",
+#: Where the non-text fields go, top to bottom ("size" is the width × height row); fields not named here follow.
+ROW_ORDER = ("model", "sampler", "steps", "cfg", "size", "seed", "batch_count")
+SIZE_FIELDS = ("width", "height")
+PLACEHOLDERS = {
+    "prompt": "Describe the picture… e.g. a lighthouse on a cliff at dusk, oil painting",
+    "negative_prompt": "What to leave out (optional)",
+    "seed": "random",
 }
+TEXT_LINES = {"prompt": 4}  # other text fields get 2
+ADD_MODEL = "\x00add-model"
 
 
 class PromptEdit(QPlainTextEdit):
@@ -68,43 +69,138 @@ class PromptEdit(QPlainTextEdit):
         self.setPlaceholderText(placeholder)
         self.setTabChangesFocus(True)
         self.setLineWrapMode(QPlainTextEdit.LineWrapMode.WidgetWidth)
-        fm = QFontMetrics(self.font())
-        self.setMinimumHeight(fm.lineSpacing() * lines + 14)
+        self.setMinimumHeight(QFontMetrics(self.font()).lineSpacing() * lines + 14)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
 
-    def text(self) -> str:
-        return self.toPlainText()
+
+class ModelCombo(QComboBox):
+    """The model menu: the models found, a model named by an opened picture but not installed, "Add model…"."""
+
+    add_requested = Signal()
+    #: the person picked another model (its value: a name or a path)
+    chosen = Signal(str)
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.setMinimumContentsLength(10)
+        self._index = 0
+        self.activated.connect(self._activated)
+        self.set_choices([])
+
+    def set_choices(self, choices: Sequence[ModelChoice]) -> None:
+        keep = self.value()
+        with QSignalBlocker(self):
+            self.clear()
+            for choice in choices:
+                self.addItem(choice.label, choice.value)
+                self.setItemData(self.count() - 1, choice.tooltip, Qt.ItemDataRole.ToolTipRole)
+            if not choices:
+                self.addItem("No model yet", "")
+                self.model().item(0).setEnabled(False)
+            self.insertSeparator(self.count())
+            self.addItem("Add model…", ADD_MODEL)
+        self.select(keep)
+
+    def value(self) -> str:
+        value = self.currentData()
+        return "" if value in (None, ADD_MODEL) else str(value)
+
+    def select(self, value: str) -> None:
+        index = self.findData(value) if value else -1
+        if index < 0 and value:
+            # A model named by a request (e.g. from a PNG) that is not installed: show it, so the request is kept
+            # as it was; the engine says clearly if it cannot be found.
+            with QSignalBlocker(self):
+                self.insertItem(0, f"{_short_name(value)} (not installed)", value)
+                self.setItemData(0, value, Qt.ItemDataRole.ToolTipRole)
+            index = 0
+        with QSignalBlocker(self):
+            self.setCurrentIndex(max(0, index))
+        self._index = max(0, index)
+
+    def _activated(self, index: int) -> None:
+        if self.itemData(index) == ADD_MODEL:
+            with QSignalBlocker(self):
+                self.setCurrentIndex(self._index)
+            self.add_requested.emit()
+        elif index != self._index:
+            self._index = index
+            self.chosen.emit(self.value())
+
+
+class FieldEditor:
+    """One field's widget, and how to read, write and watch it."""
+
+    def __init__(self, field: Field, widget: QWidget, get: Callable[[], Any], put: Callable[[Any], None],
+                 edited: SignalInstance):
+        self.field, self.widget, self._get, self._put, self.edited = field, widget, get, put, edited
+        widget.setToolTip(field.tooltip)
+        widget.setAccessibleName(field.label)
+
+    def get(self) -> Any:
+        return self._get()
+
+    def set(self, value: Any) -> None:
+        if self._get() != value:
+            with QSignalBlocker(self.widget):
+                self._put(value)
+
+    def mark(self, message: str | None) -> None:
+        self.widget.setProperty("invalid", message is not None)
+        self.widget.setToolTip(message or self.field.tooltip)
+        self.widget.style().unpolish(self.widget)
+        self.widget.style().polish(self.widget)
+
+
+def make_editor(field: Field) -> FieldEditor:
+    """The editor for a registry field, by its kind."""
+    if field.kind == "text":
+        w = PromptEdit(TEXT_LINES.get(field.name, 2), PLACEHOLDERS.get(field.name, ""))
+        return FieldEditor(field, w, w.toPlainText, w.setPlainText, w.textChanged)
+    if field.kind == "int":
+        w = QSpinBox()
+        w.setRange(int(field.range[0]), int(field.range[1]))
+        w.setSingleStep(field.multiple)
+        return FieldEditor(field, w, w.value, lambda v: w.setValue(int(v)), w.valueChanged)
+    if field.kind == "float":
+        w = QDoubleSpinBox()
+        fine = field.range[1] - field.range[0] <= 1
+        w.setDecimals(2 if fine else 1)
+        w.setRange(*field.range)
+        w.setSingleStep(0.05 if fine else 0.5)
+        return FieldEditor(field, w, lambda: round(w.value(), 4), lambda v: w.setValue(float(v)), w.valueChanged)
+    if field.kind == "seed":
+        w = QLineEdit()
+        w.setPlaceholderText(PLACEHOLDERS.get(field.name, ""))
+        w.setClearButtonEnabled(True)
+        return FieldEditor(field, w, w.text, lambda v: w.setText(str(v)), w.textChanged)
+    if field.kind == "sampler":
+        w = QComboBox()
+        w.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        w.setMinimumContentsLength(10)
+        w.addItems(field.choices())
+        return FieldEditor(field, w, w.currentText, w.setCurrentText, w.currentTextChanged)
+    if field.kind == "model":
+        w = ModelCombo()
+        return FieldEditor(field, w, w.value, w.select, w.chosen)
+    raise ValueError(f"no editor for fields of kind {field.kind!r}")
 
 
 class GenerationForm(QWidget):
-    changed = Signal()
+    """The form's widgets, laid out, bound to ``model``."""
+
     add_model_requested = Signal()
     #: the person picked another model in the menu (its value: a name or a path)
     model_chosen = Signal(str)
 
-    def __init__(self, parent: QWidget | None = None):
+    def __init__(self, model: FormModel, parent: QWidget | None = None):
         super().__init__(parent)
-        self._last_seed: int | None = None
-        self._model_index = 0
-
-        self.prompt = PromptEdit(4, "Describe the picture… e.g. a lighthouse on a cliff at dusk, oil painting")
-        self.negative = PromptEdit(2, "What to leave out (optional)")
-
-        self.model = QComboBox()
-        self.model.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-        self.model.setMinimumContentsLength(10)
-        self.model.activated.connect(self._model_activated)
-        self.scheduler = QComboBox()
-        self.scheduler.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-        self.scheduler.setMinimumContentsLength(10)
-        self.scheduler.addItems(SCHEDULERS)
-
-        self.steps = QSpinBox()
-        self.steps.setRange(*STEPS_RANGE)
-        self.cfg = QDoubleSpinBox()
-        self.cfg.setRange(*CFG_RANGE)
-        self.cfg.setSingleStep(0.5)
-        self.cfg.setDecimals(1)
+        self._model = model
+        self._editors = {f.name: make_editor(f) for f in fields.FIELDS}
+        self.models: ModelCombo = self._editors["model"].widget  # type: ignore[assignment]
+        self.models.add_requested.connect(self.add_model_requested)
+        self.models.chosen.connect(self.model_chosen)
 
         self.size_preset = QComboBox()
         self.size_preset.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
@@ -112,268 +208,110 @@ class GenerationForm(QWidget):
         for w, h, label in SIZE_PRESETS:
             self.size_preset.addItem(f"{w} × {h}  ·  {label}", f"{w}x{h}")
         self.size_preset.addItem("Custom", None)
+        self.size_preset.setToolTip("Picture size in pixels; multiples of 8 (other sizes are rounded).")
         self.size_preset.activated.connect(self._preset_chosen)
-        self.width_box = QSpinBox()
-        self.height_box = QSpinBox()
-        for box in (self.width_box, self.height_box):
-            box.setRange(*SIZE_RANGE)
-            box.setSingleStep(8)
-            box.valueChanged.connect(self._size_changed)
-        self.swap_size = QToolButton()
-        self.swap_size.setText("⇄")
-        self.swap_size.setToolTip("Swap width and height")
-        self.swap_size.clicked.connect(self._swap)
-
-        self.seed = QLineEdit()
-        self.seed.setPlaceholderText("random")
-        self.seed.setClearButtonEnabled(True)
+        swap = QToolButton()
+        swap.setText("⇄")
+        swap.setToolTip("Swap width and height")
+        swap.clicked.connect(self._swap)
         self.random_seed = QPushButton("Random")
         self.random_seed.setToolTip("Use a new random seed for every generation")
-        self.random_seed.clicked.connect(lambda: self.seed.setText("random"))
+        self.random_seed.clicked.connect(lambda: model.set_value("seed", "random"))
         self.reuse_seed = QPushButton("Reuse last")
-        self.reuse_seed.setToolTip("Use the seed of the last picture again")
-        self.reuse_seed.setEnabled(False)
-        self.reuse_seed.clicked.connect(self.reuse_last_seed)
-
-        self.batch = QSpinBox()
-        self.batch.setRange(*BATCH_RANGE)
-
-        self._fields: dict[str, QWidget] = {
-            "prompt": self.prompt,
-            "negative_prompt": self.negative,
-            "model": self.model,
-            "scheduler": self.scheduler,
-            "steps": self.steps,
-            "cfg": self.cfg,
-            "width": self.width_box,
-            "height": self.height_box,
-            "seed": self.seed,
-            "batch_count": self.batch,
-        }
-        for name, widget in self._fields.items():
-            tip = TIPS.get(name) or TIPS["size"]
-            widget.setToolTip(tip)
-            widget.setAccessibleName(name.replace("_", " "))
-        self.size_preset.setToolTip(TIPS["size"])
+        self.reuse_seed.clicked.connect(model.reuse_last_seed)
+        self._show_last_seed(model.last_seed)
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(6)
-        layout.addWidget(_heading("Prompt"))
-        layout.addWidget(self.prompt, 2)
-        layout.addWidget(_heading("Negative prompt"))
-        layout.addWidget(self.negative, 1)
-
-        form = QFormLayout()
-        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
-        form.setLabelAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-        form.setHorizontalSpacing(10)
-        form.setVerticalSpacing(8)
-        form.addRow("Model", self.model)
-        form.addRow("Sampler", self.scheduler)
-        form.addRow("Steps", self.steps)
-        form.addRow("CFG scale", self.cfg)
-        form.addRow("Size", self.size_preset)
-        size_row = QHBoxLayout()
-        size_row.setSpacing(4)
-        size_row.addWidget(self.width_box, 1)
-        size_row.addWidget(QLabel("×"))
-        size_row.addWidget(self.height_box, 1)
-        size_row.addWidget(self.swap_size)
-        form.addRow("", size_row)
-        form.addRow("Seed", self.seed)
-        seed_buttons = QHBoxLayout()
-        seed_buttons.setSpacing(4)
-        seed_buttons.addWidget(self.random_seed)
-        seed_buttons.addWidget(self.reuse_seed)
-        form.addRow("", seed_buttons)
-        form.addRow("Batch count", self.batch)
+        rows = QFormLayout()
+        rows.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+        rows.setLabelAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        rows.setHorizontalSpacing(10)
+        rows.setVerticalSpacing(8)
+        for field in fields.FIELDS:
+            if field.kind == "text":
+                layout.addWidget(_heading(field.label))
+                layout.addWidget(self._editors[field.name].widget, TEXT_LINES.get(field.name, 2) // 2)
+        placed = [n for n in ROW_ORDER if n == "size" or n in fields.FIELD]
+        placed += [f.name for f in fields.FIELDS if f.kind != "text" and f.name not in ROW_ORDER + SIZE_FIELDS]
+        for name in placed:
+            if name == "size":
+                rows.addRow("Size", self.size_preset)
+                size_row = QHBoxLayout()
+                size_row.setSpacing(4)
+                size_row.addWidget(self._editors["width"].widget, 1)
+                size_row.addWidget(QLabel("×"))
+                size_row.addWidget(self._editors["height"].widget, 1)
+                size_row.addWidget(swap)
+                rows.addRow("", size_row)
+                continue
+            rows.addRow(fields.FIELD[name].label, self._editors[name].widget)
+            if fields.FIELD[name].kind == "seed":
+                buttons = QHBoxLayout()
+                buttons.setSpacing(4)
+                buttons.addWidget(self.random_seed)
+                buttons.addWidget(self.reuse_seed)
+                rows.addRow("", buttons)
         layout.addSpacing(4)
-        layout.addLayout(form)
+        layout.addLayout(rows)
 
-        for sig in (
-            self.prompt.textChanged,
-            self.negative.textChanged,
-            self.scheduler.currentIndexChanged,
-            self.steps.valueChanged,
-            self.cfg.valueChanged,
-            self.seed.textChanged,
-            self.batch.valueChanged,
-        ):
-            sig.connect(self.changed)
-        for name, widget in self._fields.items():
-            _connect_edit(widget, lambda *_, n=name: self._clear_error(n))
-
-        self.set_values(GenerationRequest(prompt=""))
-        self.seed.setText("random")
-
-    # -- values -----------------------------------------------------------------------------------------------
-    def values(self) -> dict[str, Any]:
-        """Keyword arguments for :func:`engine.request.build_request`."""
-        return {
-            "prompt": self.prompt.toPlainText().strip(),
-            "negative_prompt": self.negative.toPlainText().strip(),
-            "seed": self.seed.text().strip() or "random",
-            "steps": self.steps.value(),
-            "cfg": round(self.cfg.value(), 2),
-            "width": self.width_box.value(),
-            "height": self.height_box.value(),
-            "scheduler": self.scheduler.currentText(),
-            "model": self.model_value(),
-            "batch_count": self.batch.value(),
-        }
-
-    def set_values(self, request: GenerationRequest | dict[str, Any], *, with_seed: bool = True) -> None:
-        """Fill the form from a request (or a dict of the same fields). Unknown models are added to the list."""
-        data = request if isinstance(request, dict) else request.to_dict()
-        if "prompt" in data:
-            self.prompt.setPlainText(str(data["prompt"]))
-        if "negative_prompt" in data:
-            self.negative.setPlainText(str(data["negative_prompt"]))
-        if "scheduler" in data and data["scheduler"] in SCHEDULERS:
-            self.scheduler.setCurrentText(data["scheduler"])
-        for key, box in (("steps", self.steps), ("width", self.width_box), ("height", self.height_box),
-                         ("batch_count", self.batch)):
-            if isinstance(data.get(key), int):
-                box.setValue(data[key])
-        if isinstance(data.get("cfg"), (int, float)):
-            self.cfg.setValue(float(data["cfg"]))
-        if with_seed and "seed" in data:
-            self.seed.setText(str(data["seed"]))
-        if isinstance(data.get("model"), str):
-            self.select_model(data["model"])
+        for name, editor in self._editors.items():
+            editor.set(model.value(name))
+            editor.edited.connect(lambda *_, n=name, e=editor: model.set_value(n, e.get()))
+        model.value_changed.connect(self._value_changed)
+        model.errors_changed.connect(self._show_errors)
+        model.last_seed_changed.connect(self._show_last_seed)
         self._sync_preset()
-        self.clear_errors()
 
-    def set_size(self, width: int, height: int) -> None:
-        with QSignalBlocker(self.width_box), QSignalBlocker(self.height_box):
-            self.width_box.setValue(width)
-            self.height_box.setValue(height)
-        self._size_changed()
+    # -- API --------------------------------------------------------------------------------------------------
+    def widget(self, name: str) -> QWidget:
+        """The editor widget of a registry field (for focus, layout and tests)."""
+        return self._editors[name].widget
 
-    def set_seed(self, seed: int | str) -> None:
-        self.seed.setText(str(seed))
-        self._clear_error("seed")
+    def set_model_choices(self, choices: Sequence[ModelChoice]) -> None:
+        self.models.set_choices(choices)
+        self.models.select(self._model.value("model"))
 
-    def set_last_seed(self, seed: int | None) -> None:
-        self._last_seed = seed
+    def error_fields(self) -> list[str]:
+        return [name for name, e in self._editors.items() if e.widget.property("invalid")]
+
+    # -- binding ----------------------------------------------------------------------------------------------
+    def _value_changed(self, name: str, value: Any) -> None:
+        editor = self._editors.get(name)
+        if editor is not None:
+            editor.set(value)
+        if name in SIZE_FIELDS:
+            self._sync_preset()
+
+    def _show_errors(self, errors: dict[str, str]) -> None:
+        first = None
+        for name, editor in self._editors.items():
+            editor.mark(errors.get(name))
+            if name in errors and first is None:
+                first = editor.widget
+        if first is not None:
+            first.setFocus(Qt.FocusReason.OtherFocusReason)
+
+    def _show_last_seed(self, seed: int | None) -> None:
         self.reuse_seed.setEnabled(seed is not None)
-        self.reuse_seed.setToolTip(
-            f"Use the seed of the last picture again ({seed})" if seed is not None else "No picture made yet"
-        )
-
-    def last_seed(self) -> int | None:
-        return self._last_seed
-
-    def reuse_last_seed(self) -> None:
-        if self._last_seed is not None:
-            self.set_seed(self._last_seed)
-
-    # -- models -----------------------------------------------------------------------------------------------
-    def set_models(self, models: Iterable[tuple[str, str, str]], current: str | None = None) -> None:
-        """Fill the model menu with (value, label, tooltip) triples; keeps the current choice when it exists."""
-        keep = self.model_value() if current is None else current
-        with QSignalBlocker(self.model):
-            self.model.clear()
-            for value, label, tip in models:
-                self.model.addItem(label, value)
-                self.model.setItemData(self.model.count() - 1, tip, Qt.ItemDataRole.ToolTipRole)
-            if self.model.count() == 0:
-                self.model.addItem("No model yet", "")
-                self.model.model().item(0).setEnabled(False)
-            self.model.insertSeparator(self.model.count())
-            self.model.addItem("Add model…", ADD_MODEL)
-        self.select_model(keep)
-
-    def has_models(self) -> bool:
-        return any(self.model.itemData(i) not in (ADD_MODEL, "", None) for i in range(self.model.count()))
-
-    def select_model(self, value: str) -> None:
-        idx = self.model.findData(value) if value else -1
-        if idx < 0 and value:
-            # A model named by a request (e.g. opened from a PNG) that is not in the list: show it anyway, so the
-            # request is kept as it was; the engine reports clearly if it cannot be found.
-            with QSignalBlocker(self.model):
-                self.model.insertItem(0, f"{_short_name(value)} (not installed)", value)
-                self.model.setItemData(0, value, Qt.ItemDataRole.ToolTipRole)
-            idx = 0
-        if idx < 0:
-            idx = 0
-        with QSignalBlocker(self.model):
-            self.model.setCurrentIndex(idx)
-        self._model_index = idx
-
-    def model_value(self) -> str:
-        value = self.model.currentData()
-        return "" if value in (None, ADD_MODEL) else str(value)
-
-    def _model_activated(self, index: int) -> None:
-        if self.model.itemData(index) == ADD_MODEL:
-            with QSignalBlocker(self.model):
-                self.model.setCurrentIndex(self._model_index)
-            self.add_model_requested.emit()
-        else:
-            changed = index != self._model_index
-            self._model_index = index
-            self.changed.emit()
-            if changed:
-                self.model_chosen.emit(self.model_value())
+        self.reuse_seed.setToolTip(f"Use the seed of the last picture again ({seed})" if seed is not None
+                                   else "No picture made yet")
 
     # -- size -------------------------------------------------------------------------------------------------
     def _preset_chosen(self, index: int) -> None:
         size = self.size_preset.itemData(index)
         if size:
-            w, h = (int(v) for v in size.split("x"))
-            with QSignalBlocker(self.width_box), QSignalBlocker(self.height_box):
-                self.width_box.setValue(w)
-                self.height_box.setValue(h)
-            self.changed.emit()
-
-    def _size_changed(self) -> None:
-        self._sync_preset()
-        self.changed.emit()
+            self._model.set_values(dict(zip(SIZE_FIELDS, (int(v) for v in size.split("x")))))
 
     def _swap(self) -> None:
-        w, h = self.width_box.value(), self.height_box.value()
-        with QSignalBlocker(self.width_box), QSignalBlocker(self.height_box):
-            self.width_box.setValue(h)
-            self.height_box.setValue(w)
-        self._size_changed()
+        width, height = (self._model.value(n) for n in SIZE_FIELDS)
+        self._model.set_values({"width": height, "height": width})
 
     def _sync_preset(self) -> None:
-        idx = self.size_preset.findData(f"{self.width_box.value()}x{self.height_box.value()}")
+        index = self.size_preset.findData("x".join(str(self._model.value(n)) for n in SIZE_FIELDS))
         with QSignalBlocker(self.size_preset):
-            self.size_preset.setCurrentIndex(idx if idx >= 0 else self.size_preset.count() - 1)
-
-    # -- errors -----------------------------------------------------------------------------------------------
-    def mark_errors(self, errors: dict[str, str]) -> None:
-        """Highlight the fields :func:`build_request` rejected; the first one gets the focus."""
-        self.clear_errors()
-        first = None
-        for name, message in errors.items():
-            widget = self._fields.get(name)
-            if widget is None:
-                continue
-            widget.setProperty("invalid", True)
-            widget.setToolTip(message)
-            _repolish(widget)
-            first = first or widget
-        if first is not None:
-            first.setFocus(Qt.FocusReason.OtherFocusReason)
-
-    def error_fields(self) -> list[str]:
-        return [name for name, w in self._fields.items() if w.property("invalid")]
-
-    def clear_errors(self) -> None:
-        for name in self._fields:
-            self._clear_error(name)
-
-    def _clear_error(self, name: str) -> None:
-        widget = self._fields[name]
-        if widget.property("invalid"):
-            widget.setProperty("invalid", False)
-            widget.setToolTip(TIPS.get(name) or TIPS["size"])
-            _repolish(widget)
+            self.size_preset.setCurrentIndex(index if index >= 0 else self.size_preset.count() - 1)
 
 
 def _heading(text: str) -> QLabel:
@@ -382,25 +320,40 @@ def _heading(text: str) -> QLabel:
     return label
 
 
-def _repolish(widget: QWidget) -> None:
-    widget.style().unpolish(widget)
-    widget.style().polish(widget)
-    widget.update()
-
-
-def _connect_edit(widget: QWidget, slot) -> None:
-    if isinstance(widget, QPlainTextEdit):
-        widget.textChanged.connect(slot)
-    elif isinstance(widget, QLineEdit):
-        widget.textEdited.connect(slot)
-    elif isinstance(widget, (QSpinBox, QDoubleSpinBox)):
-        widget.valueChanged.connect(slot)
-    elif isinstance(widget, QComboBox):
-        widget.currentIndexChanged.connect(slot)
-
-
 def _short_name(value: str) -> str:
     text = value.rstrip("/\\")
     for sep in ("/", "\\"):
         text = text.rsplit(sep, 1)[-1]
     return text or value
+
+
+class FormPanel(QWidget):
+    """The left side of the Create tab: the form in a scroll area above the Generate and Cancel buttons."""
+
+    def __init__(self, model: FormModel, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.form = GenerationForm(model)
+        self.generate_button = QPushButton("Generate")
+        self.generate_button.setObjectName("GenerateButton")
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setObjectName("CancelButton")
+        self.cancel_button.setToolTip("Cancel the running picture (Esc)")
+        box = QWidget()
+        box_layout = QVBoxLayout(box)
+        box_layout.setContentsMargins(12, 10, 8, 10)
+        box_layout.addWidget(self.form)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll.setWidget(box)
+        buttons = QHBoxLayout()
+        buttons.setContentsMargins(12, 4, 8, 12)
+        buttons.addWidget(self.generate_button, 3)
+        buttons.addWidget(self.cancel_button, 1)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(0)
+        layout.addWidget(scroll, 1)
+        layout.addLayout(buttons)
+        # Wide enough for the form without a horizontal scroll bar (plus the vertical one).
+        self.setMinimumWidth(box.minimumSizeHint().width() + scroll.verticalScrollBar().sizeHint().width() + 2)

@@ -1,335 +1,59 @@
 """The Gallery tab: a virtualised thumbnail grid with search, favourites and a large view with the metadata.
 
-The main window adds a :class:`GalleryView` as a tab and connects:
+The Gallery tab (:class:`gui.gallery_tab.GalleryTab`) holds a :class:`GalleryView` and connects:
 
 - ``use_parameters(GenerationRequest)``: "Use all parameters" (fill the generation form);
 - ``use_seed(int)``: "Use seed";
 - ``status_message(str)``: short messages for the status bar;
-- ``autosave_changed(bool)``: the "Save every image" switch, to keep in the settings;
+- ``autosave_changed(bool)``: the "Save every image" switch (the gallery controller applies and remembers it);
 
-and calls :meth:`GalleryView.image_saved` when its saver thread has saved an image, and :meth:`GalleryView.shutdown`
-when the window closes (closing the widget does it too).
+and calls :meth:`GalleryView.image_saved` when an image has been saved, and :meth:`GalleryView.shutdown` when the
+window closes or the gallery folder changes (closing the widget does it too).
 
 Keyboard: arrows/Page Up/Page Down/Home/End move in the grid, Enter opens the large view (←/→ move there, Esc goes
 back), F favourite, Delete moves to the trash, U uses all parameters, S uses the seed, Ctrl+C copies the image,
 Ctrl+Shift+C the parameters, Ctrl+E exports the selection, Ctrl+R reveals the file, Ctrl+F searches.
+
+Threading: everything here runs on the GUI thread; scanning, thumbnails and full-size decodes run on the worker
+threads of :class:`gui.tasks.TaskThread` and :class:`gui.gallery_model.ThumbnailLoader`.
 """
 
 from __future__ import annotations
 
-import html
 import logging
-import queue
-import sys
-import threading
-import time
 from pathlib import Path
 from typing import Callable
 
-from PySide6.QtCore import QItemSelectionModel, QObject, QPoint, QRect, QSize, Qt, QTimer, QUrl, Signal
-from PySide6.QtGui import QAction, QDesktopServices, QGuiApplication, QImage, QImageReader, QKeySequence, QPainter
+from PySide6.QtCore import QItemSelectionModel, QPoint, QSize, Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QGuiApplication, QImage, QKeySequence
 from PySide6.QtWidgets import (
-    QAbstractItemView,
-    QCheckBox,
-    QComboBox,
     QFileDialog,
     QHBoxLayout,
     QLabel,
-    QLineEdit,
-    QListView,
     QMenu,
-    QPushButton,
-    QSplitter,
     QStackedWidget,
-    QTextBrowser,
     QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
 from engine.errors import DarkroomError
-from engine.gallery import Gallery, GridEntry, ImageRecord, MetadataError, SavedImage
-from engine.gallery.infotext import format_infotext
-from engine.gallery.metadata import PARAMETERS_KEY, read_png_text
+from engine.gallery import Gallery, GridEntry, ImageRecord, SavedImage
 
 from .gallery_model import GalleryModel, ThumbnailDelegate, ThumbnailLoader
+from .gallery_widgets import (
+    GalleryGrid,
+    GalleryToolbar,
+    LargeView,
+    parameters_text,
+    request_from_record,
+    reveal_in_file_manager,
+)
+from .tasks import TaskThread
 
 log = logging.getLogger(__name__)
 
 SEARCH_DELAY_MS = 150
-SCROLL_SETTLE_MS = 40
-
-
-def reveal_in_file_manager(path: Path) -> None:
-    """Show ``path`` in the system's file manager (selected, where the platform allows)."""
-    import subprocess
-
-    if sys.platform == "win32":
-        subprocess.Popen(["explorer", "/select,", str(path)])
-    elif sys.platform == "darwin":
-        subprocess.Popen(["open", "-R", str(path)])
-    else:
-        QDesktopServices.openUrl(QUrl.fromLocalFile(str(path.parent)))
-
-
-class _TaskThread(QObject):
-    """One worker thread running submitted callables in order; each result comes back on the UI thread
-    through its callback. :meth:`shutdown` sets ``cancel`` and joins the thread."""
-
-    _done = Signal(object, object, object)  # callback, result, error
-
-    def __init__(self, name: str, parent=None):
-        super().__init__(parent)
-        self._name = name
-        self._queue: "queue.Queue[tuple[Callable, Callable] | None]" = queue.Queue()
-        self._thread: threading.Thread | None = None
-        self.cancel = threading.Event()
-        self._done.connect(self._deliver)
-        self._busy = 0
-        self._lock = threading.Lock()
-
-    def submit(self, fn: Callable[[], object], callback: Callable[[object, BaseException | None], None]) -> None:
-        if self.cancel.is_set():
-            return
-        with self._lock:
-            self._busy += 1
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
-            self._thread.start()
-        self._queue.put((fn, callback))
-
-    @property
-    def busy(self) -> bool:
-        with self._lock:
-            return self._busy > 0
-
-    def _run(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is None:
-                return
-            fn, callback = item
-            result, error = None, None
-            if not self.cancel.is_set():
-                try:
-                    result = fn()
-                except BaseException as exc:  # noqa: BLE001 - handed to the callback on the UI thread
-                    error = exc
-            with self._lock:
-                self._busy -= 1
-            if not self.cancel.is_set():
-                self._done.emit(callback, result, error)
-
-    def _deliver(self, callback, result, error) -> None:
-        if not self.cancel.is_set():
-            callback(result, error)
-
-    def shutdown(self) -> None:
-        self.cancel.set()
-        if self._thread is not None:
-            self._queue.put(None)
-            self._thread.join()
-            self._thread = None
-
-
-class GalleryGrid(QListView):
-    """The thumbnail grid: one model/view list laid out left to right and wrapped (no widget per image)."""
-
-    visible_rows_changed = Signal()
-
-    def __init__(self, parent=None):
-        super().__init__(parent)
-        self.setViewMode(QListView.ViewMode.ListMode)
-        self.setFlow(QListView.Flow.LeftToRight)
-        self.setWrapping(True)
-        self.setResizeMode(QListView.ResizeMode.Adjust)
-        self.setMovement(QListView.Movement.Static)
-        self.setUniformItemSizes(True)
-        self.setLayoutMode(QListView.LayoutMode.Batched)
-        self.setBatchSize(600)
-        self.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
-        self.setVerticalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
-        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        self.setDragEnabled(True)
-        self.setDragDropMode(QAbstractItemView.DragDropMode.DragOnly)
-        self.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
-        self.setAccessibleName("Gallery")
-        self._settle = QTimer(self, singleShot=True, interval=SCROLL_SETTLE_MS)
-        self._settle.timeout.connect(self.visible_rows_changed)
-        self.verticalScrollBar().valueChanged.connect(lambda _v: self._settle.start())
-
-    def resizeEvent(self, event) -> None:
-        super().resizeEvent(event)
-        self._settle.start()
-
-    def _geometry(self) -> tuple[int, QRect, int]:
-        """(columns, rect of row 0 in viewport coordinates, line pitch) of the uniform grid.
-
-        Worked out from a few cells' rectangles: QListView.indexAt() is slow where there is no cell."""
-        model = self.model()
-        n = model.rowCount()
-        first = self.visualRect(model.index(0, 0))
-        columns = n
-        for i in range(1, min(n, 512)):
-            if self.visualRect(model.index(i, 0)).top() != first.top():
-                columns = i
-                break
-        columns = max(1, columns)
-        if n > columns:
-            pitch = self.visualRect(model.index(columns, 0)).top() - first.top()
-        else:
-            pitch = first.height() + 2 * self.spacing()
-        return columns, first, max(1, pitch)
-
-    def visible_row_range(self) -> tuple[int, int]:
-        """First and last row with a cell (even partly) on screen; (0, -1) when there is none."""
-        model = self.model()
-        n = model.rowCount() if model is not None else 0
-        if n == 0:
-            return 0, -1
-        columns, first, pitch = self._geometry()
-        height = self.viewport().height()
-        top_line = max(0, -first.top() // pitch)
-        bottom_line = max(top_line, (height - first.top()) // pitch)
-        lo = min(n - 1, top_line * columns)
-        hi = min(n - 1, (bottom_line + 1) * columns - 1)
-        return lo, hi
-
-    def columns(self) -> int:
-        model = self.model()
-        if model is None or model.rowCount() == 0:
-            return 1
-        return self._geometry()[0]
-
-
-class ImageCanvas(QWidget):
-    """Shows one image fitted to the widget, keeping its proportions."""
-
-    def __init__(self, parent=None):
-        super().__init__(parent)
-        self._image = QImage()
-        self._message = ""
-        self.setMinimumSize(200, 200)
-
-    def set_image(self, image: QImage, message: str = "") -> None:
-        self._image = image
-        self._message = message
-        self.update()
-
-    def image(self) -> QImage:
-        return self._image
-
-    def paintEvent(self, event) -> None:
-        painter = QPainter(self)
-        if not self._image.isNull():
-            size = self._image.size().scaled(self.size(), Qt.AspectRatioMode.KeepAspectRatio)
-            target = QRect(0, 0, size.width(), size.height())
-            target.moveCenter(self.rect().center())
-            painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, True)
-            painter.drawImage(target, self._image)
-        elif self._message:
-            painter.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap, self._message)
-        painter.end()
-
-
-def _load_full_image(path: Path) -> QImage:
-    reader = QImageReader(str(path))
-    reader.setAutoTransform(True)
-    image = reader.read()
-    return image
-
-
-def record_html(record: ImageRecord, extra_lines: list[str] | None = None) -> str:
-    """The metadata panel's text for one image."""
-    esc = html.escape
-
-    def row(label: str, value: object) -> str:
-        return f"<tr><td style='color:gray;padding-right:8px'>{esc(label)}</td><td>{esc(str(value))}</td></tr>"
-
-    parts = []
-    parts.append(f"<p><b>Prompt</b><br>{esc(record.prompt) or '<i>none</i>'}</p>".replace("\n", "<br>"))
-    if record.negative_prompt:
-        parts.append(f"<p><b>Negative prompt</b><br>{esc(record.negative_prompt)}</p>".replace("\n", "<br>"))
-    rows = []
-    if record.seed is not None:
-        rows.append(row("Seed", record.seed))
-    if record.steps is not None:
-        rows.append(row("Steps", record.steps))
-    if record.cfg is not None:
-        rows.append(row("CFG scale", f"{record.cfg:g}"))
-    if record.scheduler:
-        rows.append(row("Sampler", record.scheduler))
-    params = record.params
-    if "width" in params and "height" in params:
-        rows.append(row("Size", f"{params['width']}×{params['height']}"))
-    if record.model:
-        rows.append(row("Model", record.model))
-    if record.model_hash:
-        rows.append(row("Model hash", record.model_hash))
-    rows.append(row("Image", f"{record.width}×{record.height}, {record.file_size / 1024:.0f} KB"))
-    rows.append(row("Created", time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(record.created))))
-    if record.source:
-        from engine.gallery.metadata import SOURCE_LABELS
-
-        rows.append(row("Made with", SOURCE_LABELS.get(record.source, record.source)))
-    if record.favourite:
-        rows.append(row("Favourite", "★ yes"))
-    rows.append(row("File", record.path))
-    parts.append("<table>" + "".join(rows) + "</table>")
-    for line in extra_lines or []:
-        parts.append(f"<p style='color:gray'>{esc(line)}</p>")
-    return "".join(parts)
-
-
-class LargeView(QWidget):
-    """One image large, with its metadata beside it."""
-
-    back_requested = Signal()
-    step_requested = Signal(int)  # -1 previous, +1 next
-
-    def __init__(self, parent=None):
-        super().__init__(parent)
-        self.canvas = ImageCanvas(self)
-        self.info = QTextBrowser(self)
-        self.info.setOpenLinks(False)
-        self.info.setMinimumWidth(240)
-        self.info.setAccessibleName("Image details")
-        back = QPushButton("← Back to the grid", self)
-        back.setToolTip("Back to the grid (Esc)")
-        back.clicked.connect(self.back_requested)
-        prev_button = QToolButton(self, text="◀")
-        prev_button.setToolTip("Previous image (←)")
-        prev_button.clicked.connect(lambda: self.step_requested.emit(-1))
-        next_button = QToolButton(self, text="▶")
-        next_button.setToolTip("Next image (→)")
-        next_button.clicked.connect(lambda: self.step_requested.emit(1))
-        top = QHBoxLayout()
-        top.addWidget(back)
-        top.addStretch(1)
-        top.addWidget(prev_button)
-        top.addWidget(next_button)
-        splitter = QSplitter(Qt.Orientation.Horizontal, self)
-        splitter.addWidget(self.canvas)
-        splitter.addWidget(self.info)
-        splitter.setStretchFactor(0, 3)
-        splitter.setStretchFactor(1, 1)
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.addLayout(top)
-        layout.addWidget(splitter, 1)
-        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
-        self.canvas.setFocusPolicy(Qt.FocusPolicy.NoFocus)
-
-    def keyPressEvent(self, event) -> None:
-        key = event.key()
-        if key in (Qt.Key.Key_Escape, Qt.Key.Key_Backspace):
-            self.back_requested.emit()
-        elif key in (Qt.Key.Key_Left, Qt.Key.Key_Up, Qt.Key.Key_PageUp):
-            self.step_requested.emit(-1)
-        elif key in (Qt.Key.Key_Right, Qt.Key.Key_Down, Qt.Key.Key_PageDown, Qt.Key.Key_Space):
-            self.step_requested.emit(1)
-        else:
-            super().keyPressEvent(event)
 
 
 class GalleryView(QWidget):
@@ -356,29 +80,11 @@ class GalleryView(QWidget):
 
         self.loader = ThumbnailLoader(gallery.thumbnail_root, threads=thumbnail_threads, parent=self)
         self.model = GalleryModel(gallery, self.loader, parent=self)
-        self._scanner = _TaskThread("darkroom-gallery-scan", self)
-        self._images = _TaskThread("darkroom-gallery-image", self)
+        self._scanner = TaskThread("darkroom-gallery-scan", self)
 
-        # toolbar
-        self.search = QLineEdit(self)
-        self.search.setPlaceholderText("Search prompts…")
-        self.search.setClearButtonEnabled(True)
-        self.search.setAccessibleName("Search prompts")
-        self.favourites_only = QToolButton(self, text="★ Favourites", checkable=True)
-        self.favourites_only.setToolTip("Show favourites only")
-        self.sort = QComboBox(self)
-        self.sort.addItems(["Newest first", "Oldest first"])
-        self.sort.setAccessibleName("Sort order")
-        self.autosave = QCheckBox("Save every image", self)
-        self.autosave.setChecked(gallery.autosave)
-        self.autosave.setToolTip(f"Save each finished image into {gallery.root}")
-        self.count_label = QLabel(self)
-        top = QHBoxLayout()
-        top.addWidget(self.search, 1)
-        top.addWidget(self.favourites_only)
-        top.addWidget(self.sort)
-        top.addWidget(self.count_label)
-        top.addWidget(self.autosave)
+        top = GalleryToolbar(gallery, self)
+        self.search, self.favourites_only, self.sort = top.search, top.favourites_only, top.sort
+        self.count_label, self.autosave = top.count_label, top.autosave
 
         self.grid = GalleryGrid(self)
         self.delegate = ThumbnailDelegate(parent=self.grid)
@@ -393,7 +99,7 @@ class GalleryView(QWidget):
         self.status.setWordWrap(True)
 
         layout = QVBoxLayout(self)
-        layout.addLayout(top)
+        layout.addWidget(top)
         layout.addWidget(self.stack, 1)
         layout.addWidget(self.status)
 
@@ -402,10 +108,10 @@ class GalleryView(QWidget):
         self._search_timer = QTimer(self, singleShot=True, interval=SEARCH_DELAY_MS)
         self._search_timer.timeout.connect(self.refresh)
         self.search.textChanged.connect(lambda _t: self._search_timer.start())
-        self.search.returnPressed.connect(self._search_now)
+        self.search.returnPressed.connect(self.refresh)
         self.favourites_only.toggled.connect(lambda _c: self.refresh())
         self.sort.currentIndexChanged.connect(lambda _i: self.refresh())
-        self.autosave.toggled.connect(self._set_autosave)
+        self.autosave.toggled.connect(self.autosave_changed)
         self.grid.activated.connect(lambda ix: self.open_large(ix.row()))
         self.grid.customContextMenuRequested.connect(self._context_menu)
         self.grid.visible_rows_changed.connect(self._request_visible)
@@ -421,38 +127,37 @@ class GalleryView(QWidget):
         self.refresh()
 
     # -- actions ----------------------------------------------------------------------------------------------
-    def _action(self, text: str, slot, shortcut=None, tip: str = "") -> QAction:
-        action = QAction(text, self)
-        if shortcut is not None:
-            action.setShortcuts(shortcut if isinstance(shortcut, list) else [QKeySequence(shortcut)])
-        action.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
-        if tip:
-            action.setToolTip(tip)
-        action.triggered.connect(lambda _checked=False: slot())
-        self.addAction(action)
-        return action
-
     def _make_actions(self) -> None:
         K = QKeySequence
-        self.action_open = self._action("Open large", self._open_current, None)
-        self.action_use_all = self._action("Use all parameters", self.use_all_parameters, "U",
-                                           "Fill the generation form with this image's parameters (U)")
-        self.action_use_seed = self._action("Use seed", self.use_seed_of_current, "S",
-                                            "Put this image's seed into the generation form (S)")
-        self.action_favourite = self._action("Favourite", self.toggle_favourite, "F", "Mark or unmark as favourite (F)")
-        self.action_delete = self._action("Move to trash", self.delete_selected, [K(K.StandardKey.Delete)],
-                                          "Move the selected images to the trash (Delete)")
-        self.action_reveal = self._action("Show in folder", self.reveal_current, "Ctrl+R",
-                                          "Show the file in the file manager (Ctrl+R)")
-        self.action_copy_image = self._action("Copy image", self.copy_image, [K(K.StandardKey.Copy)],
-                                              "Copy the image to the clipboard (Ctrl+C)")
-        self.action_copy_parameters = self._action("Copy parameters", self.copy_parameters, "Ctrl+Shift+C",
-                                                   "Copy the parameters as text (Ctrl+Shift+C)")
-        self.action_export = self._action("Export selection…", self.export_selection, "Ctrl+E",
-                                          "Copy the selected images into a folder (Ctrl+E)")
-        self.action_search = self._action("Search", self._focus_search, [K(K.StandardKey.Find)])
-        self.action_rescan = self._action("Rescan folder", self.rescan, [K(K.StandardKey.Refresh)],
-                                          "Look for images added or deleted outside Darkroom (F5)")
+        table = (  # attribute, text, slot, shortcuts, tip
+            ("action_open", "Open large", self._open_current, [], ""),
+            ("action_use_all", "Use all parameters", self.use_all_parameters, [K("U")],
+             "Fill the generation form with this image's parameters (U)"),
+            ("action_use_seed", "Use seed", self.use_seed_of_current, [K("S")],
+             "Put this image's seed into the generation form (S)"),
+            ("action_favourite", "Favourite", self.toggle_favourite, [K("F")], "Mark or unmark as favourite (F)"),
+            ("action_delete", "Move to trash", self.delete_selected, [K(K.StandardKey.Delete)],
+             "Move the selected images to the trash (Delete)"),
+            ("action_reveal", "Show in folder", self.reveal_current, [K("Ctrl+R")],
+             "Show the file in the file manager (Ctrl+R)"),
+            ("action_copy_image", "Copy image", self.copy_image, [K(K.StandardKey.Copy)],
+             "Copy the image to the clipboard (Ctrl+C)"),
+            ("action_copy_parameters", "Copy parameters", self.copy_parameters, [K("Ctrl+Shift+C")],
+             "Copy the parameters as text (Ctrl+Shift+C)"),
+            ("action_export", "Export selection…", self.export_selection, [K("Ctrl+E")],
+             "Copy the selected images into a folder (Ctrl+E)"),
+            ("action_search", "Search", self._focus_search, [K(K.StandardKey.Find)], ""),
+            ("action_rescan", "Rescan folder", self.rescan, [K(K.StandardKey.Refresh)],
+             "Look for images added or deleted outside Darkroom (F5)"),
+        )
+        for attribute, text, slot, shortcuts, tip in table:
+            action = QAction(text, self)
+            action.setShortcuts(shortcuts)
+            action.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+            action.setToolTip(tip)
+            action.triggered.connect(lambda _checked=False, slot=slot: slot())
+            self.addAction(action)
+            setattr(self, attribute, action)
         bar = QHBoxLayout()
         for action in (self.action_use_all, self.action_use_seed, self.action_favourite, self.action_copy_image,
                        self.action_copy_parameters, self.action_reveal, self.action_export, self.action_delete):
@@ -526,9 +231,6 @@ class GalleryView(QWidget):
         self._update_actions()
         self.refreshed.emit()
 
-    def _search_now(self) -> None:
-        self.refresh()
-
     def _update_count(self) -> None:
         n = self.model.rowCount()
         self.count_label.setText(f"{n:,} image{'s' if n != 1 else ''}")
@@ -551,8 +253,8 @@ class GalleryView(QWidget):
         """A new image landed in the gallery: show it at once."""
         if self._closed:
             return
-        record = getattr(saved, "record", None)
-        if record is None:  # not indexed (or only a path): a quick background scan finds it
+        record = saved.record
+        if record is None:  # saved but not indexed: a quick background scan finds it
             self.rescan()
             return
         if self.search.text().strip() or self.favourites_only.isChecked():
@@ -626,10 +328,6 @@ class GalleryView(QWidget):
         entries = [self.model.entry(r) for r in rows]
         return [e for e in entries if e is not None]
 
-    def selected_records(self) -> list[ImageRecord]:
-        records = [self.gallery.get(e.id) for e in self.selected_entries()]
-        return [r for r in records if r is not None]
-
     def _targets(self) -> list[GridEntry]:
         selected = self.selected_entries()
         if selected:
@@ -657,23 +355,8 @@ class GalleryView(QWidget):
         self.select_row(row)
         self.stack.setCurrentWidget(self.large)
         self.large.setFocus()
-        self.large.info.setHtml(record_html(record))
-        thumb = self.model.thumbnail(row)
-        self.large.canvas.set_image(thumb if thumb is not None else QImage(), "Loading…")
-        path = record.path
-        self._images.submit(lambda: _load_full_image(path), lambda image, error: self._full_image_ready(row, record.id, image))
+        self.large.show_record(record, self.model.thumbnail(row))
         self._update_actions()
-
-    def _full_image_ready(self, row: int, image_id: int, image) -> None:
-        if self._large_row != row or self.stack.currentWidget() is not self.large:
-            return
-        record = self.model.record(row)
-        if record is None or record.id != image_id:
-            return
-        if isinstance(image, QImage) and not image.isNull():
-            self.large.canvas.set_image(image)
-        elif self.large.canvas.image().isNull():
-            self.large.canvas.set_image(QImage(), "This image cannot be read.")
 
     def _step_large(self, step: int) -> None:
         row = self._large_row + step
@@ -684,6 +367,7 @@ class GalleryView(QWidget):
         if self.stack.currentWidget() is self.large:
             row = self._large_row
             self._large_row = -1
+            self.large.clear()
             self.stack.setCurrentWidget(self.grid)
             self.select_row(row)
             self.grid.setFocus()
@@ -698,10 +382,6 @@ class GalleryView(QWidget):
     def _focus_search(self) -> None:
         self.search.setFocus()
         self.search.selectAll()
-
-    def _set_autosave(self, on: bool) -> None:
-        self.gallery.autosave = bool(on)
-        self.autosave_changed.emit(bool(on))
 
     def toggle_favourite(self) -> None:
         targets = self._targets()
@@ -718,7 +398,7 @@ class GalleryView(QWidget):
         if self.stack.currentWidget() is self.large:
             record = self.current_record()
             if record is not None:
-                self.large.info.setHtml(record_html(record))
+                self.large.refresh_info(record)
         elif self.favourites_only.isChecked() and not value:
             self.refresh()
         self._say(("Marked" if value else "Unmarked") + (f" {len(ids)} images" if len(ids) > 1 else "") + " as favourite.")
@@ -762,48 +442,21 @@ class GalleryView(QWidget):
         QGuiApplication.clipboard().setImage(image)
         self._say("Image copied.")
 
-    def parameters_text(self, record: ImageRecord) -> str:
-        """The image's A1111 ``parameters`` text (as written in the file, or made from what the index knows)."""
-        try:
-            text = read_png_text(record.path).text.get(PARAMETERS_KEY)
-        except MetadataError:
-            text = None
-        if text:
-            return text
-        try:
-            built = self.gallery.parameters(record).build()
-            return format_infotext(built.request, record.model, record.model_hash)
-        except (MetadataError, DarkroomError, ValueError):
-            return record.prompt
-
     def copy_parameters(self) -> None:
         record = self.current_record()
         if record is None:
             return
-        QGuiApplication.clipboard().setText(self.parameters_text(record))
+        QGuiApplication.clipboard().setText(parameters_text(self.gallery, record))
         self._say("Parameters copied.")
 
     def use_all_parameters(self) -> None:
         record = self.current_record()
         if record is None:
             return
-        try:
-            params = self.gallery.parameters(record)
-            built = params.build()
-        except MetadataError as exc:
-            self._say(exc.message)
-            return
-        except DarkroomError as exc:
-            self._say(exc.message)
-            return
-        except ValueError as exc:
-            self._say(f"The parameters of this image cannot be used: {exc}")
-            return
-        notes = list(params.warnings) + list(built.notices)
-        if "seed" not in params.fields:
-            notes.append("The image holds no seed; a random one will be used.")
-        self.use_parameters.emit(built.request)
-        self._say("Parameters loaded into the form." + (" " + " ".join(notes[:3]) if notes else ""))
+        request, message = request_from_record(self.gallery, record)
+        if request is not None:
+            self.use_parameters.emit(request)
+        self._say(message)
 
     def use_seed_of_current(self) -> None:
         record = self.current_record()
@@ -840,7 +493,7 @@ class GalleryView(QWidget):
         self._closed = True
         self._search_timer.stop()
         self._scanner.shutdown()
-        self._images.shutdown()
+        self.large.shutdown()
         self.loader.shutdown()
 
     def closeEvent(self, event) -> None:

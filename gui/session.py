@@ -1,11 +1,13 @@
-"""This session's results (a strip of thumbnails) and the queue of pending jobs (each cancellable)."""
+"""This session's results (a strip of thumbnails) and the queue of pending jobs (each cancellable).
+
+Both follow a model: the strip a :class:`gui.results.ResultStore`, the queue :meth:`gui.viewmodel.JobsModel.jobs`.
+GUI thread only.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from PySide6.QtCore import QPoint, QSize, Qt, Signal
-from PySide6.QtGui import QAction, QIcon, QImage, QPixmap
+from PySide6.QtGui import QAction, QIcon, QPixmap
 from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
@@ -15,57 +17,22 @@ from PySide6.QtWidgets import (
     QMenu,
     QSizePolicy,
     QToolButton,
+    QVBoxLayout,
     QWidget,
 )
 
-from engine.events import ImageReady
-
-from .bridge import JobInfo
-
-THUMB = 96
-
-
-@dataclass
-class Result:
-    """A finished image of this session."""
-
-    ready: ImageReady
-    image: QImage
-    saved_path: str | None = None
-    save_error: str | None = None
-    extra: dict = field(default_factory=dict)
-
-    @property
-    def key(self) -> tuple[int, int]:
-        return (self.ready.job_id, self.ready.image_index)
-
-    def describe(self) -> str:
-        r = self.ready.request
-        prompt = r.prompt if len(r.prompt) <= 80 else r.prompt[:77] + "…"
-        lines = [
-            prompt or "(no prompt)",
-            f"Seed {r.seed} · {r.steps} steps · {r.scheduler} · CFG {r.cfg:g} · {r.width}×{r.height}",
-        ]
-        if self.ready.model_name:
-            lines.append(f"Model {self.ready.model_name}")
-        if self.ready.seconds:
-            lines.append(f"Made in {self.ready.seconds:.1f} s on {self.ready.device or 'unknown device'}")
-        if self.saved_path:
-            lines.append(f"Saved as {self.saved_path}")
-        elif self.save_error:
-            lines.append(f"Not saved: {self.save_error}")
-        return "\n".join(lines)
-
+from .results import THUMB, Result, ResultKey, ResultStore
+from .viewmodel import JobInfo, JobsModel
 
 class SessionStrip(QListWidget):
-    """Thumbnails of the images made since the window opened, newest first. Clicking one shows it."""
+    """Thumbnails of this session's results (a :class:`ResultStore`), newest first. Clicking one shows it."""
 
     result_chosen = Signal(object)  # Result
     save_as_requested = Signal(object)
     use_parameters_requested = Signal(object)
     use_seed_requested = Signal(object)
 
-    def __init__(self, parent: QWidget | None = None):
+    def __init__(self, store: ResultStore, parent: QWidget | None = None):
         super().__init__(parent)
         self.setObjectName("SessionStrip")
         self.setViewMode(QListView.ViewMode.IconMode)
@@ -81,53 +48,59 @@ class SessionStrip(QListWidget):
         self.customContextMenuRequested.connect(self._menu)
         self.itemClicked.connect(self._clicked)
         self.itemActivated.connect(self._clicked)
-        self._results: dict[tuple[int, int], Result] = {}
+        self._store = store
+        store.added.connect(self._add)
+        store.changed.connect(self._refresh)
+        store.removed.connect(self._remove)
 
-    def add_result(self, result: Result) -> QListWidgetItem:
-        thumb = result.image.scaled(
-            THUMB, THUMB, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation
-        )
-        item = QListWidgetItem(QIcon(QPixmap.fromImage(thumb)), "")
+    def _add(self, result: Result) -> None:
+        item = QListWidgetItem(QIcon(QPixmap.fromImage(result.thumbnail)), "")
         item.setData(Qt.ItemDataRole.UserRole, result.key)
         item.setToolTip(result.describe())
         item.setSizeHint(QSize(THUMB + 8, THUMB + 8))
-        self._results[result.key] = result
         self.insertItem(0, item)
         with _Blocked(self):
             self.setCurrentItem(item)
-        return item
 
-    def results(self) -> list[Result]:
-        """Newest first, as shown."""
-        return [self._results[self.item(i).data(Qt.ItemDataRole.UserRole)] for i in range(self.count())]
+    def _item(self, key: ResultKey) -> QListWidgetItem | None:
+        return next((self.item(i) for i in range(self.count()) if self.item(i).data(Qt.ItemDataRole.UserRole) == key),
+                    None)
 
-    def result(self, key: tuple[int, int]) -> Result | None:
-        return self._results.get(key)
+    def _refresh(self, result: Result) -> None:
+        item = self._item(result.key)
+        if item is not None:
+            item.setToolTip(result.describe())
 
-    def refresh(self, result: Result) -> None:
-        for i in range(self.count()):
-            if self.item(i).data(Qt.ItemDataRole.UserRole) == result.key:
-                self.item(i).setToolTip(result.describe())
+    def _remove(self, results: list[Result]) -> None:
+        gone = {r.key for r in results}
+        for i in reversed(range(self.count())):
+            if self.item(i).data(Qt.ItemDataRole.UserRole) in gone:
+                self.takeItem(i)
 
-    def select_result(self, key: tuple[int, int] | None) -> None:
+    def keys(self) -> list[ResultKey]:
+        """The results listed, newest first."""
+        return [self.item(i).data(Qt.ItemDataRole.UserRole) for i in range(self.count())]
+
+    def select_result(self, key: ResultKey | None) -> None:
         with _Blocked(self):
-            if key is None:
+            item = self._item(key) if key is not None else None
+            if item is None:
                 self.clearSelection()
-                return
-            for i in range(self.count()):
-                if self.item(i).data(Qt.ItemDataRole.UserRole) == key:
-                    self.setCurrentRow(i)
+            else:
+                self.setCurrentItem(item)
+
+    def _result_at(self, item: QListWidgetItem | None) -> Result | None:
+        return self._store.get(item.data(Qt.ItemDataRole.UserRole)) if item is not None else None
 
     def _clicked(self, item: QListWidgetItem) -> None:
-        result = self._results.get(item.data(Qt.ItemDataRole.UserRole))
+        result = self._result_at(item)
         if result is not None:
             self.result_chosen.emit(result)
 
     def _menu(self, pos: QPoint) -> None:
-        item = self.itemAt(pos)
-        if item is None:
+        result = self._result_at(self.itemAt(pos))
+        if result is None:
             return
-        result = self._results[item.data(Qt.ItemDataRole.UserRole)]
         menu = QMenu(self)
         for text, signal in (
             ("Show", self.result_chosen),
@@ -164,7 +137,7 @@ class _JobRow(QWidget):
         self.state.setObjectName("JobState")
         self.label = _ElidedLabel(f"{prompt or '(no prompt)'}{count}")
         self.label.setToolTip(
-            f"{r.prompt}\nSeed {r.seed} · {r.steps} steps · {r.scheduler} · {r.width}×{r.height}{count}"
+            f"{r.prompt}\nSeed {r.seed} · {r.steps} steps · {r.sampler} · {r.width}×{r.height}{count}"
         )
         self.cancel_button = QToolButton()
         self.cancel_button.setText("✕")
@@ -235,3 +208,41 @@ class QueueList(QListWidget):
             if self.item(i).data(Qt.ItemDataRole.UserRole) == job_id:
                 return self.itemWidget(self.item(i))
         return None
+
+
+class SessionPanel(QWidget):
+    """The right side of the Create tab: this session's strip above the queue, bound to a :class:`JobsModel`."""
+
+    def __init__(self, jobs: JobsModel, parent: QWidget | None = None):
+        super().__init__(parent)
+        self._jobs = jobs
+        self.strip = SessionStrip(jobs.results)
+        self.queue_list = QueueList()
+        self.queue_list.setMaximumHeight(180)
+        self.queue_empty = QLabel("Nothing waiting.")
+        self.queue_empty.setObjectName("PreviewExplain")
+        strip_heading = QLabel("This session")
+        strip_heading.setObjectName("PanelHeading")
+        self.queue_heading = QLabel("Queue")
+        self.queue_heading.setObjectName("PanelHeading")
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(8, 10, 12, 10)
+        layout.setSpacing(6)
+        layout.addWidget(strip_heading)
+        layout.addWidget(self.strip, 1)
+        layout.addWidget(self.queue_heading)
+        layout.addWidget(self.queue_empty)
+        layout.addWidget(self.queue_list)
+        self.setMinimumWidth(160)
+        self.queue_list.cancel_requested.connect(jobs.cancel)
+        self.strip.result_chosen.connect(jobs.show_result)
+        jobs.jobs_changed.connect(self._jobs_changed)
+        self._jobs_changed()
+
+    def _jobs_changed(self) -> None:
+        jobs = self._jobs.jobs()
+        self.queue_list.set_jobs(jobs)
+        self.queue_list.setVisible(bool(jobs))
+        self.queue_empty.setVisible(not jobs)
+        running = sum(1 for j in jobs if j.state == "running")
+        self.queue_heading.setText("Queue" if not jobs else f"Queue · {running} running, {len(jobs) - running} waiting")

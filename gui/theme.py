@@ -1,9 +1,14 @@
-"""Darkroom's look: Fusion with a dark palette (pictures read best on a dark surround) and a red accent."""
+"""Darkroom's look: Fusion with a dark palette (pictures read best on a dark surround), a red accent, the icon."""
 
 from __future__ import annotations
 
-from PySide6.QtGui import QColor, QPalette
+from PySide6.QtCore import QSize
+from PySide6.QtGui import QColor, QIcon, QPalette
 from PySide6.QtWidgets import QApplication
+
+from engine import paths
+
+ICON_DIR = paths.RESOURCES / "icons"
 
 ACCENT = "#d9534a"  # safelight red
 ACCENT_HOVER = "#e4665d"
@@ -85,3 +90,14 @@ def apply(app: QApplication) -> None:
         palette.setColor(QPalette.ColorGroup.Disabled, role, disabled)
     app.setPalette(palette)
     app.setStyleSheet(STYLESHEET)
+
+
+def app_icon() -> QIcon:
+    icon = QIcon()
+    for size in (16, 32, 48, 64, 128, 256, 512):
+        png = ICON_DIR / f"darkroom-{size}.png"
+        if png.is_file():
+            icon.addFile(str(png), QSize(size, size))
+    if icon.isNull() and (ICON_DIR / "darkroom.svg").is_file():
+        icon.addFile(str(ICON_DIR / "darkroom.svg"))
+    return icon

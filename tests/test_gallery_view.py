@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -105,7 +106,7 @@ def test_sort_oldest_first(view, filled):
 def test_use_all_parameters_gives_back_the_identical_request(qtbot, view, filled):
     _, saved = filled
     focus_grid(qtbot, view, 2)
-    expected = make_request(prompt=PROMPTS[2], seed=102)
+    expected = make_request(prompt=PROMPTS[2], seed=102, model="tiny-sd")  # the file names the model it used
     with qtbot.waitSignal(view.use_parameters, timeout=2000) as blocker:
         qtbot.keyClick(view.grid, Qt.Key.Key_U)
     assert blocker.args[0] == expected
@@ -254,11 +255,11 @@ def test_closing_stops_every_thread(qtbot, darkroom_home):
 def test_open_parameters_from_a_darkroom_png(tmp_path):
     from gui.open_parameters import open_parameters
 
-    ready = make_ready(prompt="exact", seed=4242, cfg=3.25, scheduler="UniPC")
+    ready = make_ready(prompt="exact", seed=4242, cfg=3.25, sampler="UniPC")
     path = tmp_path / "x.png"
     path.write_bytes(Gallery.encode(ready))
     result = open_parameters(path)
-    assert result.ok and result.request == ready.request
+    assert result.ok and result.request == dataclasses.replace(ready.request, model="tiny-sd")
     assert "Darkroom" in result.message
 
 
@@ -269,7 +270,7 @@ def test_open_parameters_from_an_a1111_png_without_seed(tmp_path):
     path.write_bytes(png_with_text({"parameters": "a castle\nSteps: 12, Sampler: Euler a, CFG scale: 4, Size: 640x512"}))
     result = open_parameters(path)
     assert result.ok and result.request.prompt == "a castle" and result.request.steps == 12
-    assert result.fields.keys() == {"prompt", "negative_prompt", "steps", "cfg", "width", "height", "scheduler"}
+    assert result.fields.keys() == {"prompt", "negative_prompt", "steps", "cfg", "width", "height", "sampler"}
     assert "AUTOMATIC1111" in result.message and "random" in result.message
 
 

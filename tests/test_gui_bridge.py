@@ -1,5 +1,5 @@
-"""The bridge on its own: engine events from another thread become Qt signals on the GUI thread, latest preview
-wins, events of jobs no longer shown are dropped, QImages own their pixels."""
+"""The bridge on its own: engine events from another thread become Qt signals on the GUI thread, the newest
+preview of each job wins, QImages own their pixels, and shutting down never waits for the engine thread."""
 
 from __future__ import annotations
 
@@ -8,13 +8,12 @@ import threading
 import numpy as np
 import pytest
 
-from PySide6.QtCore import QThread  # noqa: E402
+from PySide6.QtCore import QThread
 
-from engine.events import Cancelled, Finished, ImageReady, Preview, Progress, Started, StatusChanged  # noqa: E402
-from engine.request import GenerationRequest  # noqa: E402
-from gui.bridge import Bridge, JobInfo, to_qimage  # noqa: E402
-from gui.testing import spin, wait_until  # noqa: E402
-
+from engine.events import Cancelled, Failed, Finished, ImageReady, Preview, Progress, Started, StatusChanged
+from engine.request import GenerationRequest
+from gui.bridge import Bridge, newest_previews, to_qimage
+from gui.testing import spin, wait_until
 
 REQUEST = GenerationRequest(prompt="x", steps=50, width=64, height=64, seed=5)
 
@@ -28,13 +27,10 @@ def _image(value: int) -> np.ndarray:
 
 @pytest.fixture
 def bridge(qtbot):
-    b = Bridge()  # engine never started: events are fed by hand from a plain thread
+    b = Bridge()  # the engine is never started: events are fed by hand from a plain thread
     yield b
-    assert b.shutdown(1.0)
-
-
-def _show(bridge: Bridge, job_id: int) -> None:
-    bridge._jobs[job_id] = JobInfo(job_id, REQUEST, "queued")
+    b.shutdown()
+    assert b.wait_stopped(1.0)
 
 
 def _from_thread(fn) -> None:
@@ -44,10 +40,9 @@ def _from_thread(fn) -> None:
 
 
 def test_events_from_a_worker_thread_arrive_on_the_gui_thread_in_order(bridge, qtbot):
-    _show(bridge, 1)
-    seen = []
-    threads = []
-    for name in ("job_started", "progress", "preview", "image_ready", "job_finished", "status_changed"):
+    seen, threads = [], []
+    for name in ("status_changed", "job_started", "progress", "preview", "image_ready", "job_finished",
+                 "job_failed", "job_cancelled"):
         getattr(bridge, name).connect(lambda *a, n=name: (seen.append(n), threads.append(QThread.currentThread())))
 
     def work():
@@ -57,21 +52,21 @@ def test_events_from_a_worker_thread_arrive_on_the_gui_thread_in_order(bridge, q
         bridge._on_engine_event(Preview(1, _image(10), 1, 50, 0))
         bridge._on_engine_event(ImageReady(1, _image(20), REQUEST, 0, 1))
         bridge._on_engine_event(Finished(1, 1))
+        bridge._on_engine_event(Failed(2, "internal", "boom"))
+        bridge._on_engine_event(Cancelled(3))
 
     _from_thread(work)
     assert seen == [], "events were delivered synchronously on the worker thread"
-    wait_until(lambda: len(seen) == 6)
-    assert seen == ["status_changed", "job_started", "progress", "preview", "image_ready", "job_finished"]
+    wait_until(lambda: len(seen) == 8)
+    assert seen == ["status_changed", "job_started", "progress", "preview", "image_ready", "job_finished",
+                    "job_failed", "job_cancelled"]
     assert all(t is QThread.currentThread() for t in threads)
-    assert bridge.jobs() == [] and not bridge.busy
     assert bridge.last_status.device == "CPU"
 
 
-def test_only_the_newest_preview_of_a_burst_is_delivered(bridge, qtbot):
-    _show(bridge, 1)
-    got = []
-    bridge.preview.connect(lambda e, img: got.append((e.step, img.pixelColor(1, 1).red())))
-    ready = []
+def test_only_the_newest_preview_of_each_job_in_a_burst_is_delivered(bridge, qtbot):
+    got, ready = [], []
+    bridge.preview.connect(lambda e, img: got.append((e.job_id, e.step, img.pixelColor(1, 1).red())))
     bridge.image_ready.connect(lambda e, img: ready.append(e.image_index))
 
     def burst():  # the GUI thread is busy in join() below, so all of these pile up
@@ -80,35 +75,35 @@ def test_only_the_newest_preview_of_a_burst_is_delivered(bridge, qtbot):
         bridge._on_engine_event(ImageReady(1, _image(200), REQUEST, 0, 2))
         for step in range(1, 4):
             bridge._on_engine_event(Preview(1, _image(100 + step), step, 30, 1))
+        bridge._on_engine_event(Preview(2, _image(50), 1, 30, 0))  # another job's preview stays
 
     _from_thread(burst)
-    wait_until(lambda: len(ready) == 1 and len(got) >= 1)
+    wait_until(lambda: len(ready) == 1 and len(got) >= 2)
     spin(20)
-    assert got == [(3, 103)], "stale previews were painted"
-    assert bridge.previews_dropped == 32 and bridge.previews_delivered == 1
+    assert got == [(1, 3, 103), (2, 1, 50)], "stale previews were painted"
+    assert bridge.previews_dropped == 32 and bridge.previews_delivered == 2
 
 
-def test_events_of_jobs_no_longer_shown_are_dropped(bridge, qtbot):
-    _show(bridge, 1)
-    _show(bridge, 2)
-    cancelled, previews, finished = [], [], []
-    bridge.job_cancelled.connect(cancelled.append)
-    bridge.preview.connect(lambda e, img: previews.append(e.job_id))
-    bridge.job_finished.connect(finished.append)
-    assert bridge.cancel(1)  # the engine knows nothing of job 1 here; the bridge forgets it at once
-    assert [c.job_id for c in cancelled] == [1]
-    assert [j.job_id for j in bridge.jobs()] == [2]
+def test_newest_previews_keeps_order_and_other_events():
+    events = [Preview(1, _image(1), 1, 9, 0), Progress(1, 1, 9, 0, 1, 1.0, 1.0), Preview(2, _image(1), 1, 9, 0),
+              Preview(1, _image(2), 2, 9, 0), Finished(2, 1)]
+    assert newest_previews(events) == [events[1], events[2], events[3], events[4]]
+    assert newest_previews([]) == []
 
-    def late():
-        bridge._on_engine_event(Preview(1, _image(1), 5, 50, 0))
-        bridge._on_engine_event(Cancelled(1, 0))
-        bridge._on_engine_event(Preview(7, _image(1), 5, 50, 0))  # never submitted here
-        bridge._on_engine_event(Finished(2, 1))
 
-    _from_thread(late)
-    wait_until(lambda: len(finished) == 1)
-    assert previews == [] and len(cancelled) == 1
-    assert not bridge.cancel(1)
+def test_shutdown_ignores_later_events_and_never_waits_for_the_engine(bridge, qtbot):
+    seen = []
+    bridge.job_started.connect(seen.append)
+    tapped = []
+    bridge.engine_tap = tapped.append
+    bridge.shutdown()
+    bridge.shutdown()  # twice is fine
+    _from_thread(lambda: bridge._on_engine_event(Started(1, REQUEST)))
+    spin(20)
+    assert seen == [] and len(tapped) == 1  # the tap still sees it; the window does not
+    with pytest.raises(RuntimeError):
+        bridge.submit(REQUEST)
+    assert not bridge.running
 
 
 def test_qimage_owns_a_copy_of_the_pixels():
@@ -125,3 +120,5 @@ def test_qimage_owns_a_copy_of_the_pixels():
     assert to_qimage(strided).pixelColor(1, 0).blue() == 3
     with pytest.raises(ValueError):
         to_qimage(np.zeros((3, 5), np.uint8))
+    with pytest.raises(ValueError):
+        to_qimage(np.zeros((3, 5, 3), np.float32))

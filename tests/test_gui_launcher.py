@@ -67,9 +67,9 @@ def test_window_is_shown_before_torch_is_imported(darkroom_home):
         w.show()
         from gui.testing import wait_until
         wait_until(lambda: w.first_paint_at is not None, 20)
-        wait_until(lambda: w.device_label.text() != "", 40)
+        wait_until(lambda: w.status.device_label.text() != "", 40)
         print("SHOWN", w.first_paint_at is not None, "TORCH", w.torch_loaded_at_first_paint,
-              "MS", round((w.first_paint_at - t0) * 1000), "READY", "torch" in sys.modules and w.device_label.text() != "")
+              "MS", round((w.first_paint_at - t0) * 1000), "READY", "torch" in sys.modules and w.status.device_label.text() != "")
         w.close()
     """)
     assert out.returncode == 0, out.stderr

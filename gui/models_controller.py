@@ -1,0 +1,118 @@
+"""The models the form offers: listing them, adding a folder or file, and the size a model was trained at.
+
+:class:`ModelsController` reads the bundled models, the models folder and the paths a person added
+(:attr:`Settings.user_models`), checks a new path before it is added (a diffusers folder or a .safetensors file;
+pickle checkpoints are refused) and sets the form to a model's native size. It talks to people through
+:attr:`ModelsController.message` (the banner) and :attr:`ModelsController.status` (the status bar). GUI thread
+only; model folders are small to list, so nothing here blocks for long.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from PySide6.QtCore import QObject, Signal
+
+from engine import models
+from engine.settings import Settings
+
+from .banner import Message
+from .viewmodel import FormModel
+
+SOURCE_WORDS = {"bundled": "comes with Darkroom", "user": "in your models folder", "path": "added by you"}
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """One entry of the model menu."""
+
+    value: str  # what a request's ``model`` holds: a name, or a path for models added by path
+    label: str
+    tooltip: str
+    path: Path
+
+
+class ModelsController(QObject):
+    #: the model menu's entries changed (``list[ModelChoice]``)
+    choices_changed = Signal(list)
+    #: something to tell people in the banner (``Message``)
+    message = Signal(object)
+    #: a short line for the status bar
+    status = Signal(str)
+
+    def __init__(self, settings: Settings, form: FormModel, parent: QObject | None = None):
+        super().__init__(parent)
+        self._settings = settings
+        self._form = form
+        self._choices: list[ModelChoice] = []
+
+    def choices(self) -> list[ModelChoice]:
+        return list(self._choices)
+
+    def has_models(self) -> bool:
+        return bool(self._choices)
+
+    def refresh(self) -> None:
+        """List the models again; the form keeps its model when it is still there, else takes the first."""
+        try:
+            entries = models.available_models(tuple(self._settings.user_models))
+        except OSError as exc:
+            entries = []
+            self.message.emit(Message("warning", "The models folder could not be read.", str(exc)))
+        self._choices = [
+            ModelChoice(str(e.path) if e.source == "path" else e.name, e.name,
+                        f"{e.name} — {SOURCE_WORDS.get(e.source, e.source)}\n{e.path}", e.path)
+            for e in entries
+        ]
+        current = self._form.value("model")
+        if self._choices and not current:
+            self._form.set_value("model", self._choices[0].value)
+        self.choices_changed.emit(self.choices())
+
+    def add_path(self, path: str | Path) -> bool:
+        """Add a diffusers folder or .safetensors file to the menu and select it. False (and a banner message)
+        when the path is not a model Darkroom can open."""
+        p = Path(path).expanduser()
+        self._settings.last_dir = str(p.parent)
+        problem = _path_problem(p)
+        if problem:
+            self.message.emit(Message("error", problem, str(p)))
+            return False
+        value = str(p.resolve())
+        if value not in self._settings.user_models:
+            self._settings.user_models.append(value)
+        self.refresh()
+        # A model inside the models folder is listed by name: select whichever entry is this path.
+        chosen = next((c.value for c in self._choices if c.path.resolve() == p.resolve()), value)
+        self._form.set_value("model", chosen)
+        self.use_native_size(chosen)
+        self.message.emit(Message("info", f"Added the model “{p.stem if p.is_file() else p.name}”."))
+        return True
+
+    def use_native_size(self, model: str | None = None) -> bool:
+        """Set the form's size to the one ``model`` (default: the form's) was trained at; True when it changed."""
+        width, height = models.native_size(self._form.value("model") if model is None else model)
+        if (width, height) == (self._form.value("width"), self._form.value("height")):
+            return False
+        self._form.set_values({"width": width, "height": height})
+        self.status.emit(f"Size set to {width} × {height}, the size this model was trained at.")
+        return True
+
+
+def _path_problem(p: Path) -> str:
+    """Why ``p`` cannot be added as a model ("" when it can)."""
+    if p.is_dir():
+        if not models.is_model_folder(p):
+            return (f"The folder “{p.name}” is not a diffusers model: it has no model_index.json. Choose the folder "
+                    "that contains model_index.json, or a single .safetensors file.")
+        return ""
+    if p.is_file():
+        suffix = p.suffix.lower()
+        if suffix in models.UNSAFE_SUFFIXES:
+            return (f"{p.name} is a pickle-based checkpoint, which can run code when opened. Darkroom only opens "
+                    ".safetensors files; convert it first.")
+        if suffix not in models.CHECKPOINT_SUFFIXES:
+            return f"{p.name} is not a model file. Choose a .safetensors file or a model folder."
+        return ""
+    return f"{p} does not exist."

@@ -1,0 +1,31 @@
+"""The window's status bar: what the engine is doing (warming up, loading a model, ready), a busy indicator, and
+the device and number format pictures are computed with. Short messages from anywhere go to
+:meth:`QStatusBar.showMessage` as usual. GUI thread only."""
+
+from __future__ import annotations
+
+from PySide6.QtWidgets import QLabel, QProgressBar, QStatusBar, QWidget
+
+from engine.events import StatusChanged
+
+
+class EngineStatusBar(QStatusBar):
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.engine_label = QLabel("Starting…")
+        self.busy = QProgressBar()
+        self.busy.setRange(0, 0)
+        self.busy.setMaximumSize(90, 12)
+        self.busy.setTextVisible(False)
+        self.busy.hide()
+        self.device_label = QLabel("")
+        self.device_label.setToolTip("Where pictures are computed, and the number format used")
+        self.addWidget(self.engine_label, 1)
+        self.addPermanentWidget(self.busy)
+        self.addPermanentWidget(self.device_label)
+
+    def show_engine_status(self, event: StatusChanged) -> None:
+        self.engine_label.setText(event.message)
+        self.busy.setVisible(event.busy)
+        if event.device:
+            self.device_label.setText(f"{event.device} · {event.dtype}" if event.dtype else event.device)
