@@ -26,7 +26,6 @@ import numpy as np
 #: What the network predicts: the noise ε, the velocity v = √ᾱ·ε − √(1−ᾱ)·x0, or (flow matching, where
 #: x_t = (1−σ)·x0 + σ·ε) the velocity ε − x0.
 Prediction = Literal["epsilon", "v_prediction", "flow"]
-PREDICTIONS: tuple[str, ...] = ("epsilon", "v_prediction", "flow")
 
 
 @dataclass(frozen=True)
