@@ -123,10 +123,6 @@ class Bridge(QObject):
         current = self._engine.preview
         self._engine.set_preview(PreviewOptions(mode=mode, interval_s=current.interval_s))
 
-    def set_preview_interval(self, seconds: float) -> None:
-        current = self._engine.preview
-        self._engine.set_preview(PreviewOptions(mode=current.mode, interval_s=seconds))
-
     def shutdown(self) -> None:
         """Cancel every job and tell the engine thread to stop, without waiting for it. Safe to call twice.
 

@@ -56,11 +56,8 @@ class PreviewCanvas(QWidget):
         self._empty_button.hide()
         self._empty_callback = None
         self._empty_button.clicked.connect(lambda: self._empty_callback and self._empty_callback())
-        #: frames handed to the canvas and frames actually painted (for diagnostics and tests)
-        self.frames_received = 0
-        self.paint_count = 0
-        self.painted_kinds: Counter[str] = Counter()  # paints per frame kind ("preview", "final", "result")
-        self.last_painted: Frame | None = None
+        #: paints per frame kind ("preview", "final", "result"), for tests and diagnostics
+        self.painted_kinds: Counter[str] = Counter()
 
     # -- content ----------------------------------------------------------------------------------------------
     def show_image(self, image: QImage, frame: Frame) -> None:
@@ -69,7 +66,6 @@ class PreviewCanvas(QWidget):
         self._image = image
         self._frame = frame
         self._scaled = None
-        self.frames_received += 1
         self.update()
 
     def clear(self) -> None:
@@ -151,8 +147,6 @@ class PreviewCanvas(QWidget):
         else:
             self._paint_image(painter)
         painter.end()
-        self.paint_count += 1
-        self.last_painted = self._frame
         if self._frame is not None and self._image is not None:
             self.painted_kinds[self._frame.kind] += 1
 

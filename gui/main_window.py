@@ -46,7 +46,7 @@ from .gallery_tab import GalleryTab
 from .gallery_view import GalleryView
 from .live_panel import LivePanel
 from .models_controller import ModelsController
-from .open_parameters import image_paths_from_mime, open_parameters
+from .open_parameters import FILE_FILTER, image_paths_from_mime, open_parameters
 from .results import Result
 from .session import SessionPanel
 from .status_bar import EngineStatusBar
@@ -423,8 +423,7 @@ class MainWindow(QMainWindow):
         return self.gallery_tab.view
 
     def open_parameters_dialog(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Open parameters from a picture", self._dialog_dir(),
-                                              "PNG images (*.png);;All files (*)")
+        path, _ = QFileDialog.getOpenFileName(self, "Open parameters from a picture", self._dialog_dir(), FILE_FILTER)
         if path:
             self.settings.last_dir = str(Path(path).parent)
             self.open_parameters(path)
@@ -459,14 +458,15 @@ class MainWindow(QMainWindow):
 
     # -- closing ----------------------------------------------------------------------------------------------
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
-        """Save the settings, cancel and stop the engine without waiting for its thread (see
-        :meth:`Bridge.shutdown`), stop the gallery tab's threads, finish queued saves and close the gallery."""
+        """Save the settings, stop the gallery tab's threads, finish queued saves and close the gallery, then
+        cancel and stop the engine without waiting for its thread (see :meth:`Bridge.shutdown`). The engine goes
+        last: on its way out it lets go of the model, which holds the GIL for a while."""
         if not self._closing:
             self._closing = True
             self.save_settings()
             self.gallery_tab.shutdown()
-            self.bridge.shutdown()
             self.gallery.shutdown()
+            self.bridge.shutdown()
         event.accept()
         super().closeEvent(event)
 

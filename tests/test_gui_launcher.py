@@ -96,3 +96,18 @@ def test_qt_binding_keeps_references_to_none():
     from gui.app import qt_binding_problem
 
     assert qt_binding_problem() == ""
+
+
+def test_leaving_flushes_output_and_log_and_skips_the_interpreter_teardown(tmp_path):
+    log = tmp_path / "darkroom.log"
+    out = _run(f"""
+        import atexit, logging
+        logging.basicConfig(filename={str(log)!r}, level=logging.INFO)
+        atexit.register(lambda: print("TEARDOWN"))
+        print("BEFORE")  # stdout is a pipe here, so this waits in a buffer
+        from gui.app import leave
+        leave(3)
+    """)
+    assert out.returncode == 3
+    assert "BEFORE" in out.stdout and "TEARDOWN" not in out.stdout
+    assert "leaving" in log.read_text()
