@@ -11,7 +11,10 @@ import logging.handlers
 import os
 import sys
 import time
-from typing import NoReturn, Sequence
+from typing import TYPE_CHECKING, NoReturn, Sequence
+
+if TYPE_CHECKING:
+    from .main_window import MainWindow
 
 log = logging.getLogger("gui")
 
@@ -179,7 +182,7 @@ def leave(code: int) -> NoReturn:
     os._exit(code)
 
 
-def _report_unexpected_errors(window) -> None:
+def _report_unexpected_errors(window: MainWindow) -> None:
     """A bug in a slot must not pass silently on stderr: log it and show it in the window's banner."""
     import threading
     import traceback
@@ -202,6 +205,6 @@ def _report_unexpected_errors(window) -> None:
 
     sys.excepthook = hook
     threading.excepthook = lambda args: log.error(
-        "unexpected error in thread %s: %s", getattr(args.thread, "name", "?"),
+        "unexpected error in thread %s: %s", args.thread.name if args.thread is not None else "?",
         "".join(traceback.format_exception(args.exc_type, args.exc_value, args.exc_traceback)),
     )
