@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import os
 import re
@@ -43,8 +44,10 @@ def test_save_writes_a_png_in_a_day_folder_and_indexes_it(gallery):
         img.load()
         assert img.size == (16, 24)  # (width, height) of a 24×16 (H×W) array
         assert (bytes(img.tobytes()) == ready.image.tobytes())
-    assert read_parameters(saved.path).build().request == ready.request
+    # the file records the model by name, not by the local path the request held
+    assert read_parameters(saved.path).build().request == dataclasses.replace(ready.request, model="tiny-sd")
     assert saved.record.prompt == ready.request.prompt and saved.record.seed == 77
+    assert saved.record.params == read_parameters(saved.path).fields  # the row a rescan of the file would make
 
 
 def test_names_never_collide_and_sort_by_time(gallery):
@@ -188,7 +191,7 @@ WRITER = textwrap.dedent(
             time.sleep(60)
         store._write_all = slow
     elif mode == "before-index":
-        def stop(self, path, ready, created):
+        def stop(self, path, ready, chunks, created):
             print("LINKED", flush=True)
             time.sleep(60)
         gallery_module.Gallery._index_saved = stop

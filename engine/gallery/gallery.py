@@ -174,8 +174,8 @@ class Gallery:
 
     # -- saving -----------------------------------------------------------------------------------------------
     @staticmethod
-    def encode(ready: ImageReady, created: datetime | None = None) -> bytes:
-        """PNG bytes of a finished image with Darkroom's metadata (A1111 ``parameters`` + ``darkroom`` JSON)."""
+    def text_chunks(ready: ImageReady, created: datetime | None = None) -> dict[str, str]:
+        """Darkroom's metadata for a finished image: A1111 ``parameters`` and the ``darkroom`` JSON."""
         created = created or datetime.now().astimezone()
         extra = {
             "image_index": ready.image_index,
@@ -184,16 +184,21 @@ class Gallery:
             "dtype": ready.dtype,
             "seconds": round(float(ready.seconds), 3),
         }
-        chunks = darkroom_text_chunks(
+        return darkroom_text_chunks(
             ready.request, model_name=ready.model_name, model_hash=ready.model_hash, created=created, extra=extra
         )
-        return store.encode_png(ready.image, chunks)
+
+    @staticmethod
+    def encode(ready: ImageReady, created: datetime | None = None) -> bytes:
+        """PNG bytes of a finished image with Darkroom's metadata."""
+        return store.encode_png(ready.image, Gallery.text_chunks(ready, created))
 
     def save(self, ready: ImageReady) -> SavedImage:
         """Save a finished image into today's folder and index it. Raises :class:`DiskError` (plain words)
         when the folder is missing, read-only or full; nothing half-written is ever left behind."""
         now = datetime.now().astimezone()
-        data = self.encode(ready, now)
+        chunks = self.text_chunks(ready, now)
+        data = store.encode_png(ready.image, chunks)
         root = self._ensure_root()
         folder = root / store.day_folder_name(now)
         seed = ready.request.seed
@@ -202,37 +207,34 @@ class Gallery:
             path = store.write_new_file(folder, lambda: store.image_file_name(now, seed), data)
         except OSError as exc:
             raise store.disk_error(exc, root) from None
-        record, warnings = self._index_saved(path, ready, now.timestamp())
+        record, warnings = self._index_saved(path, ready, chunks, now.timestamp())
         return SavedImage(path, record, warnings)
 
-    def _index_saved(self, path: Path, ready: ImageReady, created: float) -> tuple[ImageRecord | None, tuple[str, ...]]:
+    def _index_saved(self, path: Path, ready: ImageReady, chunks: dict[str, str],
+                     created: float) -> tuple[ImageRecord | None, tuple[str, ...]]:
+        """Index a file just written, from the very text written into it, so the row is the one a rescan of the
+        file would make."""
         try:
             st = path.stat()
-            req = ready.request
-            fields = {k: v for k, v in req.to_dict().items() if k != "version"}
-            entry = IndexEntry(
-                relpath=self.relpath(path), created=created, file_size=st.st_size, mtime_ns=st.st_mtime_ns,
-                width=int(ready.image.shape[1]), height=int(ready.image.shape[0]), prompt=req.prompt,
-                negative_prompt=req.negative_prompt, seed=req.seed, steps=req.steps, cfg=req.cfg,
-                scheduler=req.sampler, model=ready.model_name or req.model, model_hash=ready.model_hash,
-                source="darkroom", params=fields,
-            )
+            params = parameters_from_text(chunks)
+            height, width = int(ready.image.shape[0]), int(ready.image.shape[1])
+            entry = entry_for(self.relpath(path), st, width, height, params, created)
             return self._index.upsert(entry), ()
-        except (sqlite3.Error, OSError) as exc:
+        except (sqlite3.Error, OSError, MetadataError) as exc:
             log.warning("saved %s but could not index it: %s", path, exc)
             return None, ("The image was saved but the gallery index could not be updated; it will appear after a rescan.",)
 
     def save_as(self, ready: ImageReady, path: Path | str) -> Path:
         """Save a finished image to a path the user chose (replacing a file there). Raises :class:`DiskError`."""
         path = Path(path)
-        data = self.encode(ready)
+        chunks = self.text_chunks(ready)
         try:
-            store.write_file_replacing(path, data)
+            store.write_file_replacing(path, store.encode_png(ready.image, chunks))
         except OSError as exc:
             raise store.disk_error(exc, path.parent) from None
         if _inside(path, self.root):
             try:
-                self._index_saved(path, ready, time.time())
+                self._index_saved(path, ready, chunks, time.time())
             except Exception:  # noqa: BLE001 - indexing is a cache; the file is saved
                 pass
         return path
