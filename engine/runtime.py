@@ -97,8 +97,7 @@ class Runtime:
         index = 0
 
         try:
-            cond = model.family.encode(request.prompt, request.negative_prompt, request.cfg > 1.0, request.height,
-                                       request.width)
+            cond = model.family.condition(request)
             for index in range(count):
                 image_request = request.image_request(index)
                 image_started = time.perf_counter()

@@ -134,8 +134,7 @@ def denoise(
     family = model.family
     device = model.device.device
     sampler = samplers.get(request.sampler)
-    scheduler = family.scheduler_for(sampler)
-    scheduler.set_timesteps(request.steps, device="cpu")
+    scheduler = family.schedule(sampler, request.steps, request.height, request.width)
     prediction = family.prediction
     latents = family.initial_noise(seed, request.height, request.width) * getattr(scheduler, "init_noise_sigma", 1.0)
     # Noise-free samplers get no generator: a draw from a CPU generator would be a blocking copy to the GPU at

@@ -69,13 +69,19 @@ class Family(ABC):
     denoiser_component: ClassVar[str]
     #: Keyword arguments for diffusers' loaders (components to leave out and the like): the one place they live.
     load_options: ClassVar[Mapping[str, Any]] = {}
+    #: Image sides must be multiples of this (the VAE's downscaling times the network's patch size).
+    size_multiple: ClassVar[int] = 8
+    #: Settings this family's models are meant to run with (field name → value), before a model's own
+    #: ``darkroom.json`` and distilled variants refine them; see :func:`engine.recommended.recommended`.
+    recommended_settings: ClassVar[Mapping[str, Any]] = {}
 
     # -- recognising and loading (class level) -------------------------------------------------------------
     @classmethod
     @abstractmethod
     def checkpoint_config(cls, keys: Collection[str]) -> str | None:
         """For a single-file checkpoint with these tensor names: the Hugging Face repository whose configuration
-        (no weights) it needs, or ``None`` when the file is not of this family."""
+        (no weights) it needs, or ``None`` when the file is not of this family. ``keys`` may be a mapping of
+        tensor name → shape, for families that tell their variants apart by shapes."""
 
     @classmethod
     @abstractmethod
@@ -86,6 +92,12 @@ class Family(ABC):
     @abstractmethod
     def load_single_file(cls, path: Path, config: Path, device) -> "Family":
         """Load a single-file checkpoint whose configuration is the local folder ``config``, never the network."""
+
+    @classmethod
+    def recommended(cls, denoiser_config: Mapping[str, Any]) -> dict[str, Any]:
+        """Recommended settings for a model of this family whose network has ``denoiser_config`` (file reads
+        only, any thread). Families with variants (Flux dev and schnell) tell them apart here."""
+        return dict(cls.recommended_settings)
 
     @classmethod
     def native_size(cls, folder: Path) -> tuple[int, int]:
@@ -124,6 +136,25 @@ class Family(ABC):
     @abstractmethod
     def decode(self, latents, half_first: bool = False) -> tuple[np.ndarray, tuple[str, ...]]:
         """Model-space latents → a read-only uint8 H×W×3 image and notes for people (e.g. a precision redo)."""
+
+    def condition(self, request) -> Conditioning:
+        """The conditioning of a request (a :class:`~engine.request.GenerationRequest`): its prompts, with a CFG
+        batch when its CFG scale is above 1. A family whose guidance is a network input (Flux) reads the scale
+        here. Refuses sizes the network cannot take, before any work."""
+        m = self.size_multiple
+        if request.width % m or request.height % m:
+            from ..errors import DarkroomError, ErrorKind
+
+            raise DarkroomError(f"{self.title} models need a width and height that are multiples of {m}; "
+                                f"{request.width}×{request.height} is not.", kind=ErrorKind.VALIDATION)
+        return self.encode(request.prompt, request.negative_prompt, request.cfg > 1.0, request.height, request.width)
+
+    def schedule(self, sampler, steps: int, height: int, width: int):
+        """A fresh scheduler for ``sampler`` with its ``steps`` timesteps set (on the CPU) for an image of
+        ``height`` × ``width``. Flux overrides it: its schedule's shift depends on the image's size."""
+        scheduler = self.scheduler_for(sampler)
+        scheduler.set_timesteps(steps, device="cpu")
+        return scheduler
 
     def scheduler_for(self, sampler):
         """A fresh scheduler for ``sampler`` (an :class:`engine.samplers.Sampler`), built on the model's own
