@@ -131,7 +131,7 @@ def store_image(root: Path, image: InputImage) -> ImageRef:
             store.write_file_replacing(target, data)
         except OSError as exc:
             raise store.disk_error(exc, target.parent, "store the source image") from None
-    return ImageRef(digest, relative)
+    return ImageRef(digest, str(target.resolve()))
 
 
 def _sha256_of(path: Path) -> str:
@@ -144,9 +144,10 @@ def _sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def resolve_ref(root: Path, ref: ImageRef) -> Path:
-    """The file a reference names under ``root``, checked: a relative path inside ``root`` (never elsewhere on
-    the disk, whatever an image's metadata says) whose content has the reference's hash. Raises ImageInputError."""
+def resolve_ref(root: Path, ref: ImageRef, what: str = "image this recipe starts from") -> Path:
+    """The file a reference read from an image's metadata names under ``root``, checked: a relative path inside
+    ``root`` (never elsewhere on the disk, whatever the metadata says) whose content has the reference's hash.
+    ``what`` names the image in messages ("mask", "control image"). Raises ImageInputError."""
     relative = PurePosixPath(ref.path)
     if relative.is_absolute() or ".." in relative.parts or "\\" in ref.path or ":" in ref.path:
         raise ImageInputError(f"The recipe names an image outside the gallery ({ref.path[:80]}); it is not used.")
@@ -155,10 +156,101 @@ def resolve_ref(root: Path, ref: ImageRef) -> Path:
         matches = _sha256_of(path) == ref.sha256
     except OSError:
         raise ImageInputError(
-            f"The image this recipe starts from ({ref.path[:80]}) is no longer in the gallery folder.", str(path)) from None
+            f"The {what} ({ref.path[:80]}) is no longer in the gallery folder.", str(path)) from None
     if not matches:
-        raise ImageInputError(f"The image {ref.path[:80]} in the gallery folder was changed since the recipe was made.")
+        raise ImageInputError(f"The {what} ({ref.path[:80]}) in the gallery folder was changed since the recipe was made.")
     return path
+
+
+def read_ref(ref: ImageRef, what: str = "source image") -> InputImage:
+    """Decode the image a live request names: an absolute path (as :func:`store_image` and
+    :func:`resolve_refs` make them) whose bytes have the reference's hash. Raises ImageInputError."""
+    path = Path(ref.path)
+    if not path.is_absolute():
+        raise ImageInputError(
+            f"The {what} {ref.path[:80]} is named relative to a gallery folder; open the recipe from its gallery.")
+    try:
+        image, data = read_image(path)
+    except ImageInputError as exc:
+        if not path.exists():
+            raise ImageInputError(f"The {what} {path.name} is missing (it was at {path.parent}).", str(path)) from None
+        raise exc
+    if hashlib.sha256(data).hexdigest() != ref.sha256:
+        raise ImageInputError(f"The {what} {path.name} was changed since the recipe was made.", str(path))
+    return image
+
+
+# -- references inside requests: absolute while live, relative to the gallery folder in saved metadata ----------
+#: Request parts holding image references, and what the image is called in messages.
+_REF_LABELS = {"source": "source image", "mask": "mask", "controls": "control image"}
+
+
+def _map_refs(request, fn):
+    """``request`` with every image reference replaced by ``fn(ref, what)``."""
+    import dataclasses
+
+    changes = {}
+    if request.source is not None:
+        changes["source"] = dataclasses.replace(request.source, image=fn(request.source.image, _REF_LABELS["source"]))
+    if request.mask is not None:
+        changes["mask"] = dataclasses.replace(request.mask, image=fn(request.mask.image, _REF_LABELS["mask"]))
+    if request.controls:
+        changes["controls"] = tuple(dataclasses.replace(c, image=fn(c.image, _REF_LABELS["controls"]))
+                                    for c in request.controls)
+    return dataclasses.replace(request, **changes) if changes else request
+
+
+def _inside(path: Path, root: Path) -> PurePosixPath | None:
+    try:
+        return PurePosixPath(path.resolve().relative_to(root.resolve()).as_posix())
+    except (ValueError, OSError):
+        return None
+
+
+def relative_refs(request, root: Path | None):
+    """The request as image metadata records it: references inside ``root`` relative to it; any other keeps
+    only its file name (metadata never carries the user's folders, and such a reference resolves nowhere)."""
+    def relative(ref: ImageRef, what: str) -> ImageRef:
+        path = Path(ref.path)
+        if not path.is_absolute():
+            return ref
+        inside = _inside(path, root) if root is not None else None
+        return ImageRef(ref.sha256, str(inside) if inside is not None else path.name)
+
+    return _map_refs(request, relative)
+
+
+def adopt_refs(request, root: Path):
+    """The request with every image it uses stored under ``root/sources`` (copied there, byte for byte, when it
+    lives elsewhere), so the gallery's recipe can always find it. Raises ImageInputError / DiskError."""
+    from .gallery import store
+
+    def adopt(ref: ImageRef, what: str) -> ImageRef:
+        path = Path(ref.path)
+        if not path.is_absolute() or _inside(path, root) is not None:
+            return ref
+        target = root / SOURCES_FOLDER / f"{ref.sha256}.png"
+        if not (target.is_file() and _sha256_of(target) == ref.sha256):
+            read_ref(ref, what)  # checks that the file is still the image the recipe used
+            try:
+                with open(path, "rb") as f:
+                    data = f.read(MAX_FILE_BYTES + 1)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                store.write_file_replacing(target, data)
+            except OSError as exc:
+                raise store.disk_error(exc, target.parent, "store the source image") from None
+        return ImageRef(ref.sha256, str(target))
+
+    return _map_refs(request, adopt)
+
+
+def resolve_refs(request, root: Path):
+    """A recipe read back from an image (relative references) made runnable: every reference resolved under
+    ``root`` and checked by hash, as absolute paths. Raises ImageInputError naming the missing image."""
+    def resolve(ref: ImageRef, what: str) -> ImageRef:
+        return ImageRef(ref.sha256, str(resolve_ref(root, ref, what).resolve()))
+
+    return _map_refs(request, resolve)
 
 
 def resize_to(image: np.ndarray, width: int, height: int, mode: str) -> np.ndarray:

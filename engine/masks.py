@@ -14,9 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .images import ImageInputError
-
-#: Outpainting adds at most this many pixels on one side.
-MAX_OUTPAINT = 2048
+from .request import MAX_OUTPAINT
 
 
 @dataclass(frozen=True, eq=False)
@@ -103,3 +101,24 @@ def masked_box(mask: np.ndarray, padding: int, multiple: int = 8) -> tuple[int, 
         box[hi] += grow_hi
         box[lo] = max(0, box[lo] - (extra - grow_hi))
     return tuple(int(v) for v in box)
+
+
+def expand_to_aspect(box: tuple[int, int, int, int], width: int, height: int, limit: tuple[int, int],
+                     ) -> tuple[int, int, int, int]:
+    """``box`` (left, top, right, bottom) grown around its centre to the aspect ratio ``width``:``height``, as
+    far as the picture (``limit`` = its width, height) allows, so the crop is not distorted when it is scaled to
+    the size the model works at."""
+    left, top, right, bottom = box
+    w, h = right - left, bottom - top
+    lw, lh = limit
+    if w * height < h * width:  # too narrow: widen
+        target = min(lw, round(h * width / height))
+        extra = target - w
+        left = max(0, min(left - extra // 2, lw - target))
+        right = left + target
+    elif w * height > h * width:  # too flat: heighten
+        target = min(lh, round(w * height / width))
+        extra = target - h
+        top = max(0, min(top - extra // 2, lh - target))
+        bottom = top + target
+    return left, top, right, bottom

@@ -20,13 +20,19 @@ from .fields import FIELD, FIELDS, SEED_MAX, SIZE_MULTIPLE, check_text, parse_se
 
 __all__ = [
     "SEED_MAX", "SIZE_MULTIPLE", "REQUEST_FORMAT_VERSION", "ValidationError", "ImageRef", "SourceImage", "MaskPart",
-    "LoraRef", "ControlPart", "PART_NAMES", "GenerationRequest", "BuiltRequest", "build_request", "parse_seed", "random_seed",
+    "OutpaintPart", "HiresPart", "LoraRef", "ControlPart", "PART_NAMES", "GenerationRequest", "BuiltRequest",
+    "build_request", "parse_seed", "random_seed",
 ]
 
 #: Version of the JSON form written by :meth:`GenerationRequest.to_dict` (1: flat fields with "scheduler").
 REQUEST_FORMAT_VERSION = 2
 
 RESIZE_MODES = ("fit", "fill", "stretch")
+HIRES_UPSCALERS = ("latent", "lanczos")
+#: Outpainting adds at most this many pixels on one side.
+MAX_OUTPAINT = 2048
+#: Largest side of a hires-fixed image.
+MAX_HIRES_SIDE = 4096
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -42,6 +48,12 @@ def _mapping(data: Any, what: str) -> Mapping[str, Any]:
     if not isinstance(data, Mapping):
         raise ValueError(f"The {what} must be a JSON object.")
     return data
+
+
+def _whole(value: Any, label: str, lo: int, hi: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise ValueError(f"{label} must be a whole number from {lo} to {hi}.")
+    return value
 
 
 def _fraction(value: Any, label: str, lo: float = 0.0, hi: float = 1.0) -> float:
@@ -100,25 +112,90 @@ class SourceImage:
 
 @dataclass(frozen=True)
 class MaskPart:
-    """Inpainting: white pixels of ``image`` are repainted; ``blur`` softens its edge (pixels)."""
+    """Inpainting: white pixels of ``image`` are repainted; ``blur`` softens its edge (pixels). ``only_masked``
+    works on a crop around the mask, grown by ``padding`` pixels, at the request's size, and pastes it back."""
 
     image: ImageRef
     blur: int = 4
     invert: bool = False
+    only_masked: bool = False
+    padding: int = 32
 
     def __post_init__(self) -> None:
-        if isinstance(self.blur, bool) or not isinstance(self.blur, int) or not 0 <= self.blur <= 256:
-            raise ValueError("Mask blur must be a whole number of pixels from 0 to 256.")
-        if not isinstance(self.invert, bool):
-            raise ValueError("Mask invert must be true or false.")
+        _whole(self.blur, "Mask blur (pixels)", 0, 256)
+        if not isinstance(self.invert, bool) or not isinstance(self.only_masked, bool):
+            raise ValueError("Mask invert and only-masked must be true or false.")
+        _whole(self.padding, "Masked area padding (pixels)", 0, 1024)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"image": self.image.to_dict(), "blur": self.blur, "invert": self.invert}
+        return {"image": self.image.to_dict(), "blur": self.blur, "invert": self.invert,
+                "only_masked": self.only_masked, "padding": self.padding}
 
     @classmethod
     def from_dict(cls, data: Any) -> "MaskPart":
         data = _mapping(data, "mask")
-        return cls(ImageRef.from_dict(data.get("image")), data.get("blur", 4), data.get("invert", False))
+        return cls(ImageRef.from_dict(data.get("image")), data.get("blur", 4), data.get("invert", False),
+                   data.get("only_masked", False), data.get("padding", 32))
+
+
+@dataclass(frozen=True)
+class OutpaintPart:
+    """Outpainting: the source's canvas grows by these many pixels on each side, and the new area is painted."""
+
+    left: int = 0
+    right: int = 0
+    up: int = 0
+    down: int = 0
+
+    def __post_init__(self) -> None:
+        for side in ("left", "right", "up", "down"):
+            _whole(getattr(self, side), f"Outpainting {side}", 0, MAX_OUTPAINT)
+        if not (self.left or self.right or self.up or self.down):
+            raise ValueError("Outpainting needs at least one side to extend.")
+
+    @property
+    def sides(self) -> tuple[int, int, int, int]:
+        return self.left, self.right, self.up, self.down
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"left": self.left, "right": self.right, "up": self.up, "down": self.down}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "OutpaintPart":
+        data = _mapping(data, "outpainting")
+        return cls(data.get("left", 0), data.get("right", 0), data.get("up", 0), data.get("down", 0))
+
+
+@dataclass(frozen=True)
+class HiresPart:
+    """Hires fix: the picture made at the request's size is upscaled ``scale`` times (in latent space or with
+    Lanczos on the pixels) and refined by a second pass at ``strength`` (``steps`` 0: the request's steps)."""
+
+    scale: float = 2.0
+    strength: float = 0.5
+    upscaler: str = "latent"
+    steps: int = 0
+
+    def __post_init__(self) -> None:
+        _fraction(self.scale, "Hires upscale", 1.0, 4.0)
+        _fraction(self.strength, "Hires denoising strength")
+        if self.upscaler not in HIRES_UPSCALERS:
+            raise ValueError(f"Hires upscaler must be one of {', '.join(HIRES_UPSCALERS)}.")
+        _whole(self.steps, "Hires steps", 0, 150)
+
+    def size(self, width: int, height: int) -> tuple[int, int]:
+        """The upscaled size of a ``width`` × ``height`` picture (multiples of 8)."""
+        return (SIZE_MULTIPLE * max(1, round(width * self.scale / SIZE_MULTIPLE)),
+                SIZE_MULTIPLE * max(1, round(height * self.scale / SIZE_MULTIPLE)))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"scale": self.scale, "strength": self.strength, "upscaler": self.upscaler, "steps": self.steps}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "HiresPart":
+        data = _mapping(data, "hires fix")
+        return cls(data.get("scale", 2.0), data.get("strength", 0.5), data.get("upscaler", "latent"),
+                   data.get("steps", 0))
 
 
 @dataclass(frozen=True)
@@ -181,6 +258,8 @@ class ControlPart:
 _PARTS: dict[str, tuple[type, bool]] = {
     "source": (SourceImage, False),
     "mask": (MaskPart, False),
+    "outpaint": (OutpaintPart, False),
+    "hires": (HiresPart, False),
     "loras": (LoraRef, True),
     "controls": (ControlPart, True),
 }
@@ -205,6 +284,8 @@ class GenerationRequest:
     batch_count: int = FIELD["batch_count"].default
     source: SourceImage | None = None
     mask: MaskPart | None = None
+    outpaint: OutpaintPart | None = None
+    hires: HiresPart | None = None
     loras: tuple[LoraRef, ...] = ()
     controls: tuple[ControlPart, ...] = ()
 
@@ -290,8 +371,26 @@ def build_request(**values: Any) -> BuiltRequest:
             typed[name] = _part(name, values.get(name))
         except (ValueError, TypeError) as exc:
             errors[name] = str(exc)
+    if not errors:
+        errors.update(_part_conflicts(typed))
     if errors:
         raise ValidationError(errors)
     if typed["seed"] is None:
         typed["seed"] = random_seed()
     return BuiltRequest(GenerationRequest(**typed), tuple(notices))
+
+
+def _part_conflicts(typed: Mapping[str, Any]) -> dict[str, str]:
+    """Parts that need another part, or that cannot go together: part name → message."""
+    errors: dict[str, str] = {}
+    for name, what in (("mask", "Inpainting"), ("outpaint", "Outpainting")):
+        if typed[name] is not None and typed["source"] is None:
+            errors[name] = f"{what} needs a source image."
+    hires = typed["hires"]
+    if hires is not None:
+        if typed["mask"] is not None or typed["outpaint"] is not None:
+            errors["hires"] = "Hires fix works on whole pictures, not with inpainting or outpainting."
+        elif max(hires.size(typed["width"], typed["height"])) > MAX_HIRES_SIDE:
+            w, h = hires.size(typed["width"], typed["height"])
+            errors["hires"] = f"Hires fix would make a {w}×{h} picture; at most {MAX_HIRES_SIDE} pixels a side."
+    return errors

@@ -15,6 +15,9 @@ import time
 from typing import Callable
 
 from .devices import choose_device
+from .edit.control import ControlModels
+from .edit.inputs import prepare as prepare_inputs
+from .edit.passes import EditJob, PassPlan, strength_zero_image
 from .errors import DarkroomError, ErrorKind
 from .events import Cancelled, Event, Finished, ImageReady, Preview, Progress, Started, StatusChanged
 from .fastpath import FastPath
@@ -46,6 +49,7 @@ class Runtime:
         self.device = choose_device(options.device)
         self._model: LoadedModel | None = None
         self._fast: FastPath | None = None  # the GPU fast path of the loaded model (None: standard path)
+        self._controls = ControlModels()  # control models loaded for the current model
         if self.device.device == "cpu":
             torch.set_num_threads(options.cpu_threads or cpu_threads())
             log.info("running on the CPU with %d threads", torch.get_num_threads())
@@ -79,6 +83,7 @@ class Runtime:
         if self._fast is not None:
             self._fast.close()
             self._fast = None
+        self._controls.clear()
         if self._model is not None:
             self._model = None
             gc.collect()
@@ -90,6 +95,7 @@ class Runtime:
     def run_job(self, job, preview_options: Callable[[], object]) -> None:
         request = job.request
         refuse_unavailable_parts(request)
+        inputs = prepare_inputs(request)  # reads the pictures: a missing file or an empty mask fails before loading
         model = self.model_for(request.model)
         self._emit(Started(job.job_id, request, model.name))
         count = request.batch_count
@@ -97,29 +103,33 @@ class Runtime:
         index = 0
 
         try:
-            cond = model.family.condition(request)
+            edit = EditJob(model, request, inputs, self._controls)
+            cond = model.family.encode(request.prompt, request.negative_prompt, request.cfg > 1.0, request.height,
+                                       request.width)
             for index in range(count):
                 image_request = request.image_request(index)
                 image_started = time.perf_counter()
                 clock.step_started = image_started
-                fast = self._fast if self._fast is not None and self._fast.active else None
-                try:
-                    latents = self._latents(job, model, image_request, cond, index, fast, clock, preview_options)
-                except Interrupted:
-                    raise
-                except Exception as exc:
-                    if fast is None:
+                if inputs.skips_model and request.hires is None:
+                    image, notes = strength_zero_image(inputs), ()
+                else:
+                    fast = self._fast if self._fast is not None and self._fast.active else None
+                    try:
+                        image, notes = self._image(job, model, edit, image_request, cond, index, fast, clock,
+                                                   preview_options)
+                    except Interrupted:
                         raise
-                    fast.fail(exc)  # logged; the standard path remakes the image and takes over for this model
-                    if type(exc).__name__ == "OutOfMemoryError":
-                        import torch
+                    except Exception as exc:
+                        if fast is None:
+                            raise
+                        fast.fail(exc)  # logged; the standard path remakes the image and takes over for this model
+                        if type(exc).__name__ == "OutOfMemoryError":
+                            import torch
 
-                        torch.cuda.empty_cache()
-                    clock.step_started = time.perf_counter()
-                    latents = self._latents(job, model, image_request, cond, index, None, clock, preview_options)
-                if job.token.cancelled:
-                    raise Interrupted()
-                image, notes = model.family.decode(latents, half_first=fast is not None and fast.active)
+                            torch.cuda.empty_cache()
+                        clock.step_started = time.perf_counter()
+                        image, notes = self._image(job, model, edit, image_request, cond, index, None, clock,
+                                                   preview_options)
                 self._emit(
                     ImageReady(
                         job.job_id,
@@ -132,7 +142,7 @@ class Runtime:
                         device=self.device_name,
                         dtype=self.dtype_name,
                         seconds=time.perf_counter() - image_started,
-                        notes=notes,
+                        notes=edit.notes + notes,
                     )
                 )
         except Interrupted:
@@ -146,17 +156,33 @@ class Runtime:
             raise
         self._emit(Finished(job.job_id, count))
 
+    def _image(self, job, model: LoadedModel, edit: EditJob, request, cond, index: int, fast: FastPath | None,
+               clock: "_JobClock", preview_options: Callable[[], object]):
+        """One image: its passes (the first, and the hires fix's), the VAE decode and the paste into the canvas."""
+        latents = self._latents(job, model, request, cond, index, fast, clock, preview_options, edit.first())
+        if request.hires is not None:
+            latents = self._latents(job, model, request, edit.hires_cond(), index, fast, clock, preview_options,
+                                    edit.hires(latents))
+        if job.token.cancelled:
+            raise Interrupted()
+        image, notes = model.family.decode(latents, half_first=fast is not None and fast.active)
+        return edit.finish(image), notes
+
     def _latents(self, job, model: LoadedModel, request, cond, index: int, fast: FastPath | None, clock: "_JobClock",
-                 preview_options: Callable[[], object]):
-        """Denoise image ``index`` of a job, sending its Progress and Preview events. ``fast``: the GPU fast path
-        (compiled denoiser when ready, no host waits but the previous step's, previews copied on a side stream)."""
+                 preview_options: Callable[[], object], step: PassPlan):
+        """Run one pass of image ``index`` of a job, sending its Progress and Preview events. ``fast``: the GPU
+        fast path (compiled denoiser when ready, no host waits but the previous step's, previews copied on a side
+        stream); passes it cannot run (control models, an inpainting U-Net's extra inputs) run on the standard
+        path."""
+        if step.standard_only:
+            fast = None
         count = job.request.batch_count
         previews = fast.previews(model.preview) if fast else HostPreviews(model.preview)
         previews.start_image()
 
         def show(ready) -> None:
-            for rgb, step, total, kind in ready:
-                self._emit(Preview(job.job_id, rgb, step, total, index, kind))
+            for rgb, step_done, total, kind in ready:
+                self._emit(Preview(job.job_id, rgb, step_done, total, index, kind))
 
         def on_step(state: StepState) -> None:
             now = time.perf_counter()
@@ -175,12 +201,13 @@ class Runtime:
             show(previews.step(source, state.step, state.total, options.mode))
 
         stop = lambda: job.token.cancelled  # noqa: E731
+        plan = step.plan
         try:
-            denoiser = None
+            denoiser = step.denoiser
             if fast is not None:
-                example = model.family.example_inputs(request.height, request.width, cond)
+                example = model.family.example_inputs(plan.height, plan.width, cond)
                 denoiser = fast.forward_for(example)
-            latents = denoise(model, request, cond, request.seed, on_step, stop, denoiser=denoiser)
+            latents = denoise(model, request, cond, request.seed, on_step, stop, denoiser=denoiser, plan=plan)
         except BaseException:
             previews.discard()
             raise
@@ -193,18 +220,15 @@ class Runtime:
 
 #: Request parts the engine cannot use yet → what to tell people.
 _UNAVAILABLE = {
-    "source": "Image editing (starting from a source image) is not available yet.",
-    "mask": "Image editing (inpainting with a mask) is not available yet.",
     "loras": "LoRAs are not available yet.",
-    "controls": "Control inputs are not available yet.",
 }
 
 
 def refuse_unavailable_parts(request) -> None:
     """Raise a clear DarkroomError for a request using a part no feature handles yet, before any model loads."""
     for part in request.parts:
-        raise DarkroomError(_UNAVAILABLE.get(part, f"The request part {part!r} is not available yet."),
-                            kind=ErrorKind.VALIDATION)
+        if part in _UNAVAILABLE:
+            raise DarkroomError(_UNAVAILABLE[part], kind=ErrorKind.VALIDATION)
 
 
 class _JobClock:

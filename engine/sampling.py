@@ -9,6 +9,11 @@ The schedule stays on the host: the scheduler's tensors live on the CPU, σ and 
 the timesteps go to the device once per image, so queuing a step never waits for the GPU. The GPU fast path
 only supplies a compiled ``denoiser`` (and its own preview pipe, in the runtime); the arithmetic is the same.
 
+Image editing enters the same loop through a :class:`Pass`: img2img starts at the step where ``strength`` of the
+schedule is left, from the source latents noised with the seed's noise by the sampler's own ``add_noise`` (or
+``scale_noise`` for flow matching), so every sampler works; inpainting replaces the known region after every
+step by the source noised to the level the latents are at (or feeds an inpainting U-Net's extra input channels).
+
 Runs on the engine's worker thread. Determinism: the initial noise (and a stochastic sampler's noise) comes
 from CPU generators seeded with the image's seed, so the same request on the same device and dtype gives the
 same pixels.
@@ -23,6 +28,7 @@ from typing import Any, Callable
 
 from . import samplers
 from .families.base import Conditioning, Prediction
+from .forward import img2img_start
 from .loader import LoadedModel
 from .request import GenerationRequest
 
@@ -107,6 +113,47 @@ def _views(latents, out, level: NoiseLevel, prediction: Prediction) -> Callable[
     return views
 
 
+@dataclass(frozen=True, eq=False)
+class Pass:
+    """One run of the loop for one image: text-to-image over the whole schedule unless editing fills the rest.
+
+    ``source``: clean model-space latents to start from when ``strength`` < 1 (and to keep, with ``keep``).
+    ``keep``: latent-resolution mask (1 = repaint, shaped to multiply the latents); after every step the rest
+    is replaced by ``source`` noised to the current level, and by ``source`` itself after the last step.
+    ``extra``: an inpainting U-Net's extra input channels (mask, masked-picture latents), batch of one,
+    joined to the latents after the sampler scales them. ``before_model(i, n)`` is told before each of the
+    ``n`` network calls (control windows). Progress reports ``step_offset`` + the steps done, out of
+    ``step_total`` (default: the steps this pass runs).
+    """
+
+    height: int
+    width: int
+    steps: int
+    strength: float = 1.0
+    source: Any = None
+    keep: Any = None
+    extra: Any = None
+    before_model: Callable[[int, int], None] | None = None
+    step_offset: int = 0
+    step_total: int | None = None
+
+    @classmethod
+    def of(cls, request: GenerationRequest) -> "Pass":
+        return cls(request.height, request.width, request.steps)
+
+    @property
+    def runs(self) -> int:
+        """Steps this pass runs: ⌈strength · steps⌉ (all of them without a source)."""
+        return img2img_start(self.strength, self.steps)[0] if self.source is not None else self.steps
+
+
+def add_noise(scheduler, clean, noise, timestep):
+    """``clean`` noised to the level of ``timestep`` (a 1-element tensor) the way the sampler holds its latents."""
+    if hasattr(scheduler, "scale_noise"):  # flow matching
+        return scheduler.scale_noise(clean, timestep, noise)
+    return scheduler.add_noise(clean, noise, timestep)
+
+
 def noise_level(scheduler, sampler: samplers.Sampler, prediction: Prediction, t, index: int) -> NoiseLevel:
     """The current step's :class:`NoiseLevel`, read before ``scheduler.step`` advances it (host floats only)."""
     if prediction == "flow" or sampler.sigma_space:
@@ -124,19 +171,35 @@ def denoise(
     on_step: Callable[[StepState], None],
     should_stop: Callable[[], bool],
     denoiser: Callable[..., Any] | None = None,
+    plan: Pass | None = None,
 ):
     """Run the reverse chain for one image and return the final latents (model space, x0 at the end).
 
-    ``denoiser`` replaces the family's network for the forward pass (the GPU fast path passes a compiled one).
+    ``plan`` says what to run (default: text-to-image at the request's size and steps). ``denoiser`` replaces
+    the family's network for the forward pass (the GPU fast path passes a compiled one, control models a
+    wrapper).
     """
     import torch
 
+    plan = plan or Pass.of(request)
     family = model.family
     device = model.device.device
     sampler = samplers.get(request.sampler)
-    scheduler = family.schedule(sampler, request.steps, request.height, request.width)
+    scheduler = family.schedule(sampler, plan.steps, plan.height, plan.width)
     prediction = family.prediction
-    latents = family.initial_noise(seed, request.height, request.width) * getattr(scheduler, "init_noise_sigma", 1.0)
+    runs = plan.runs
+    if runs == 0:
+        return plan.source
+    noise = family.initial_noise(seed, plan.height, plan.width)
+    timesteps = scheduler.timesteps
+    if plan.source is None or runs == plan.steps:
+        latents = noise * getattr(scheduler, "init_noise_sigma", 1.0)  # strength 1 is text-to-image's start
+    else:
+        begin = (plan.steps - runs) * getattr(scheduler, "order", 1)
+        timesteps = timesteps[begin:]
+        if hasattr(scheduler, "set_begin_index"):
+            scheduler.set_begin_index(begin)
+        latents = add_noise(scheduler, plan.source, noise, timesteps[:1])
     # Noise-free samplers get no generator: a draw from a CPU generator would be a blocking copy to the GPU at
     # every step, and its value would be unused (same pixels either way).
     takes_generator = "generator" in inspect.signature(scheduler.step).parameters
@@ -144,7 +207,11 @@ def denoise(
     if takes_generator and not sampler.noise_free:
         step_kwargs["generator"] = torch.Generator("cpu").manual_seed(seed)
     scale_input = getattr(scheduler, "scale_model_input", None)
-    timesteps = scheduler.timesteps
+    extra = None
+    if plan.extra is not None:
+        extra = torch.cat([plan.extra] * 2) if cond.cfg else plan.extra
+    total = plan.step_total or runs
+    calls = len(timesteps)
     done = 0
 
     with torch.inference_mode():
@@ -156,6 +223,10 @@ def denoise(
             model_in = torch.cat([latents] * 2) if cond.cfg else latents
             if scale_input is not None:
                 model_in = scale_input(model_in, t)
+            if extra is not None:
+                model_in = torch.cat([model_in, extra.to(model_in.dtype)], dim=1)
+            if plan.before_model is not None:
+                plan.before_model(i, calls)
             out = family.predict(model_in, device_t[i], cond, denoiser)
             if cond.cfg:
                 uncond, text = out.chunk(2)
@@ -164,9 +235,12 @@ def denoise(
             # Read before stepping (scheduler.step advances its index); x0 itself is computed lazily.
             views = _views(latents, out, noise_level(scheduler, sampler, prediction, t, i), prediction)
             latents = scheduler.step(out, t, latents, return_dict=False, **step_kwargs)[0]
+            if plan.keep is not None:
+                known = plan.source if i == calls - 1 else add_noise(scheduler, plan.source, noise, timesteps[i + 1:i + 2])
+                latents = known * (1 - plan.keep) + latents * plan.keep
             # Second-order samplers (Heun) evaluate the model about twice per step: report whole steps only.
-            completed = (i + 1) * request.steps // len(timesteps)
+            completed = (i + 1) * runs // calls
             if completed > done:
                 done = completed
-                on_step(StepState(done, request.steps, latents, views))
+                on_step(StepState(plan.step_offset + done, total, latents, views))
     return latents

@@ -15,6 +15,7 @@ from engine.images import (
     InputImage,
     decode_image,
     read_image,
+    read_ref,
     resize_to,
     resolve_ref,
     store_image,
@@ -92,9 +93,9 @@ def test_store_is_content_addressed_and_deduplicated(tmp_path):
     image = InputImage(np.full((4, 4, 3), 7, np.uint8))
     first = store_image(tmp_path, image)
     second = store_image(tmp_path, InputImage(np.full((4, 4, 3), 7, np.uint8)))
-    assert first == second and first.path == f"sources/{first.sha256}.png"
+    assert first == second and first.path == str((tmp_path / "sources" / f"{first.sha256}.png").resolve())
     assert len(list((tmp_path / "sources").iterdir())) == 1
-    path = resolve_ref(tmp_path, first)
+    path = resolve_ref(tmp_path, ImageRef(first.sha256, f"sources/{first.sha256}.png"))
     assert np.array_equal(read_image(path)[0].rgb, image.rgb)
     # the stored file carries pixels only
     assert "exif" not in Image.open(path).info
@@ -107,10 +108,13 @@ def test_references_outside_the_gallery_are_never_followed(tmp_path, path):
 
 
 def test_reference_to_a_changed_or_missing_file_says_so(tmp_path):
-    ref = store_image(tmp_path, InputImage(np.zeros((2, 2, 3), np.uint8)))
+    stored = store_image(tmp_path, InputImage(np.zeros((2, 2, 3), np.uint8)))
+    ref = ImageRef(stored.sha256, f"sources/{stored.sha256}.png")
     (tmp_path / ref.path).write_bytes(encoded(Image.new("RGB", (2, 2), (1, 2, 3))))
     with pytest.raises(ImageInputError, match="changed"):
         resolve_ref(tmp_path, ref)
+    with pytest.raises(ImageInputError, match="changed since"):
+        read_ref(stored)
     (tmp_path / ref.path).unlink()
     with pytest.raises(ImageInputError, match="no longer in the gallery"):
         resolve_ref(tmp_path, ref)

@@ -15,10 +15,12 @@ def _byte_vocab_tokenizer(folder: Path):
     return byte_level_tokenizer(folder)
 
 
-def build_tiny_sd(folder: Path, *, sample_size: int = 8, seed: int = 0) -> Path:
-    """Save a tiny SD1.x-style pipeline folder (latents 4×sample_size², images 8× larger) and return it."""
+def build_tiny_sd(folder: Path, *, sample_size: int = 8, seed: int = 0, inpainting: bool = False) -> Path:
+    """Save a tiny SD1.x-style pipeline folder (latents 4×sample_size², images 8× larger) and return it.
+    ``inpainting``: a 9-channel U-Net (latents, mask, masked picture) saved as an inpainting pipeline."""
     import torch
-    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from diffusers import (AutoencoderKL, DDIMScheduler, StableDiffusionInpaintPipeline, StableDiffusionPipeline,
+                           UNet2DConditionModel)
     from transformers import CLIPTextConfig, CLIPTextModel
 
     torch.manual_seed(seed)
@@ -26,7 +28,7 @@ def build_tiny_sd(folder: Path, *, sample_size: int = 8, seed: int = 0) -> Path:
         block_out_channels=(32, 64),
         layers_per_block=1,
         sample_size=sample_size,
-        in_channels=4,
+        in_channels=9 if inpainting else 4,
         out_channels=4,
         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
         up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
@@ -65,7 +67,7 @@ def build_tiny_sd(folder: Path, *, sample_size: int = 8, seed: int = 0) -> Path:
             max_position_embeddings=77,
         )
     )
-    pipe = StableDiffusionPipeline(
+    pipe = (StableDiffusionInpaintPipeline if inpainting else StableDiffusionPipeline)(
         unet=unet,
         vae=vae,
         text_encoder=text_encoder,
@@ -151,4 +153,25 @@ def build_tiny_sdxl(folder: Path, *, sample_size: int = 8, seed: int = 0) -> Pat
     for p in tok_dir.iterdir():
         p.unlink()
     tok_dir.rmdir()
+    return folder
+
+
+def build_tiny_controlnet(model_folder: Path, folder: Path, *, seed: int = 0, single_file: Path | None = None) -> Path:
+    """Save a tiny random ControlNet for the U-Net of ``model_folder`` (a diffusers folder) and return it.
+    Its zero-initialised output layers get random weights, so the control visibly steers the picture.
+    ``single_file``: also save its weights as one .safetensors file there (diffusers layout)."""
+    import torch
+    from diffusers import ControlNetModel, UNet2DConditionModel
+    from safetensors.torch import save_file
+
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel.from_pretrained(model_folder / "unet")
+    net = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(8, 8, 8, 8), load_weights_from_unet=False)
+    with torch.no_grad():
+        for module in (*net.controlnet_down_blocks, net.controlnet_mid_block, net.controlnet_cond_embedding.conv_out):
+            for p in module.parameters():
+                p.normal_(0.0, 0.5)
+    net.save_pretrained(folder, safe_serialization=True)
+    if single_file is not None:
+        save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(single_file))
     return folder

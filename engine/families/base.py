@@ -137,6 +137,24 @@ class Family(ABC):
     def decode(self, latents, half_first: bool = False) -> tuple[np.ndarray, tuple[str, ...]]:
         """Model-space latents → a read-only uint8 H×W×3 image and notes for people (e.g. a precision redo)."""
 
+    def encode_image(self, rgb: np.ndarray):
+        """A picture (uint8 H×W×3, sides multiples of the VAE's scale) → model-space latents shaped like
+        :meth:`initial_noise`'s, on the device in its dtype: what image editing starts from. A family that cannot
+        encode pictures yet raises ModelUnsupportedError."""
+        from ..errors import ModelUnsupportedError
+
+        raise ModelUnsupportedError(f"Editing pictures with {self.title} models is not available yet.")
+
+    def mask_to_latent(self, mask: np.ndarray):
+        """A mask (float H×W in [0, 1], 1 = repaint) at latent resolution, shaped to multiply latents: each latent
+        pixel takes the largest value of the image pixels it covers, so every pixel to repaint is free."""
+        import torch
+
+        f = self.latent_format.vae_scale_factor
+        m = torch.from_numpy(np.array(mask, dtype=np.float32))[None, None]
+        m = torch.nn.functional.max_pool2d(m, f) if f > 1 else m
+        return m.to(self.device.device, self.device.dtype)
+
     def condition(self, request) -> Conditioning:
         """The conditioning of a request (a :class:`~engine.request.GenerationRequest`): its prompts, with a CFG
         batch when its CFG scale is above 1. A family whose guidance is a network input (Flux) reads the scale

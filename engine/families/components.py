@@ -65,6 +65,26 @@ def move(modules: Mapping[str, Any], device: str) -> None:
             module.to(device)
 
 
+def vae_encode(vae, rgb: np.ndarray, fmt: LatentFormat, device: str, dtype):
+    """A uint8 H×W×3 picture → model-space latents (the mean of the VAE's posterior, so the same picture always
+    gives the same latents), on ``device`` in ``dtype``. Half precision that overflows is redone in float32."""
+    import torch
+
+    pixels = torch.from_numpy(np.array(rgb, dtype=np.uint8)).permute(2, 0, 1)[None].float() / 127.5 - 1.0
+    with torch.inference_mode():
+        if vae.dtype == torch.float16 and getattr(vae.config, "force_upcast", False):
+            vae.to(torch.float32)
+        latents = vae.encode(pixels.to(device, vae.dtype)).latent_dist.mode()
+        if not torch.isfinite(latents).all() and vae.dtype != torch.float32:
+            vae.to(torch.float32)
+            latents = vae.encode(pixels.to(device, torch.float32)).latent_dist.mode()
+        if not torch.isfinite(latents).all():
+            raise ValueError("The VAE could not encode this picture (NaN values) even in full precision.")
+        if fmt.shift:
+            latents = latents - fmt.shift
+        return (latents * fmt.scaling_factor).to(dtype)
+
+
 def vae_decode(vae, latents, fmt: LatentFormat, half_first: bool = False) -> tuple[np.ndarray, tuple[str, ...]]:
     """Model-space latents → a read-only uint8 H×W×3 image (first of the batch).
 

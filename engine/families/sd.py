@@ -7,7 +7,7 @@ from collections.abc import Collection
 from pathlib import Path
 
 from .base import Conditioning, Family, LatentFormat, as_float, check_prediction, vae_scale_factor
-from .components import clip_last_hidden, load_pipeline, move, vae_decode
+from .components import clip_last_hidden, load_pipeline, move, vae_decode, vae_encode
 
 #: Linear latent → RGB factors fitted for the SD 1.x VAE (rows: latent channels).
 PREVIEW_FACTORS = ((0.3512, 0.2297, 0.3227), (0.3250, 0.4974, 0.2350), (-0.2829, 0.1762, 0.2721),
@@ -27,7 +27,8 @@ def _pipeline_class():
 class StableDiffusion(Family):
     name = "sd"
     title = "Stable Diffusion 1.x/2.x"
-    pipelines = ("StableDiffusionPipeline",)
+    #: Img2img and inpainting folders hold the same components (an inpainting U-Net takes 9 input channels).
+    pipelines = ("StableDiffusionPipeline", "StableDiffusionImg2ImgPipeline", "StableDiffusionInpaintPipeline")
     weight_components = ("unet", "vae", "text_encoder")
     denoiser_component = "unet"
     #: No safety checker (people run their own models on their own machine) and so no feature extractor.
@@ -60,7 +61,7 @@ class StableDiffusion(Family):
         self.scheduler_config = dict(pipe.scheduler.config)
         self.prediction = check_prediction(self.scheduler_config.get("prediction_type", "epsilon"), self.title)
         self.latent_format = LatentFormat(
-            channels=self.unet.config.in_channels,
+            channels=self.vae.config.latent_channels,  # an inpainting U-Net takes 9: latents, mask, picture
             scaling_factor=as_float(self.vae.config.scaling_factor, 0.18215),
             shift=as_float(getattr(self.vae.config, "shift_factor", None)),
             vae_scale_factor=vae_scale_factor(self.vae),
@@ -88,3 +89,6 @@ class StableDiffusion(Family):
 
     def decode(self, latents, half_first: bool = False):
         return vae_decode(self.vae, latents, self.latent_format, half_first)
+
+    def encode_image(self, rgb):
+        return vae_encode(self.vae, rgb, self.latent_format, self.device.device, self.device.dtype)

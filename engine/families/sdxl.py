@@ -7,7 +7,7 @@ from collections.abc import Collection
 from pathlib import Path
 
 from .base import Conditioning, Family, LatentFormat, as_float, check_prediction, vae_scale_factor
-from .components import clip_penultimate, load_pipeline, move, vae_decode
+from .components import clip_penultimate, load_pipeline, move, vae_decode, vae_encode
 
 #: Linear latent → RGB factors and bias fitted for the SDXL VAE (rows: latent channels).
 PREVIEW_FACTORS = ((0.3651, 0.4232, 0.4341), (-0.2533, -0.0042, 0.1068), (0.1076, 0.1111, -0.0362),
@@ -32,7 +32,7 @@ def time_ids(height: int, width: int) -> list[int]:
 class StableDiffusionXL(Family):
     name = "sdxl"
     title = "Stable Diffusion XL"
-    pipelines = ("StableDiffusionXLPipeline",)
+    pipelines = ("StableDiffusionXLPipeline", "StableDiffusionXLInpaintPipeline")
     weight_components = ("unet", "vae", "text_encoder", "text_encoder_2")
     denoiser_component = "unet"
 
@@ -63,7 +63,7 @@ class StableDiffusionXL(Family):
         self.scheduler_config = dict(pipe.scheduler.config)
         self.prediction = check_prediction(self.scheduler_config.get("prediction_type", "epsilon"), self.title)
         self.latent_format = LatentFormat(
-            channels=self.unet.config.in_channels,
+            channels=self.vae.config.latent_channels,  # an inpainting U-Net takes 9: latents, mask, picture
             scaling_factor=as_float(self.vae.config.scaling_factor, 0.13025),
             shift=as_float(getattr(self.vae.config, "shift_factor", None)),
             vae_scale_factor=vae_scale_factor(self.vae),
@@ -112,3 +112,6 @@ class StableDiffusionXL(Family):
 
     def decode(self, latents, half_first: bool = False):
         return vae_decode(self.vae, latents, self.latent_format, half_first)
+
+    def encode_image(self, rgb):
+        return vae_encode(self.vae, rgb, self.latent_format, self.device.device, self.device.dtype)
