@@ -83,8 +83,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     # Imported here, not at the top: importing engine.cli (as the launcher does) must not import them.
     from .gallery.cli import register as register_gallery
+    from .lab_cli import add_animation_option, register as register_grid
     from .train.cli import register as register_training
 
+    add_animation_option(gen)
+    register_grid(sub)
     register_gallery(sub)
     register_training(sub)
     return parser
@@ -158,6 +161,10 @@ def run_generation(request, args) -> int:
                 path = gallery.save(event).path if gallery else save_to_folder(event, args.out)
                 outcome["saved"].append(path)
                 print(path, flush=True)
+                if getattr(args, "animation", None) is not None:
+                    from .lab_cli import write_animation
+
+                    print(write_animation(event, args.animation), flush=True)
             except DarkroomError as exc:
                 outcome["code"], outcome["error"] = EXIT_FAILED, exc.message
                 engine.cancel(event.job_id)

@@ -20,6 +20,7 @@ from typing import Callable, Literal
 
 from .errors import DarkroomError, ErrorKind
 from .events import Cancelled, Event, Failed, Finished, StatusChanged
+from .forward_job import ForwardRequest, ForwardRunner
 from .request import GenerationRequest
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,16 @@ class EngineOptions:
     cpu_threads: int | None = None  # CPU inference threads; None: all cores but one (see runtime.cpu_threads)
 
 
+@dataclass(frozen=True)
+class JobOptions:
+    """What a job records beside its images (see :mod:`engine.replay`). ``replay``: one x0 frame per step in
+    ``ImageReady.replay``; ``inspect_step``: capture classifier-free guidance at that step (1-based) in
+    ``ImageReady.guidance``."""
+
+    replay: bool = True
+    inspect_step: int | None = None
+
+
 class CancelToken:
     """Set by ``Engine.cancel``; the denoising loop checks it once per step."""
 
@@ -61,9 +72,10 @@ class CancelToken:
 @dataclass
 class Job:
     job_id: int
-    request: GenerationRequest
+    request: GenerationRequest | ForwardRequest
     token: CancelToken
     state: Literal["queued", "running", "done"] = "queued"
+    options: JobOptions = JobOptions()
 
 
 _STOP = object()
@@ -87,12 +99,13 @@ class Engine:
             self._thread = threading.Thread(target=self._run, name="darkroom-engine", daemon=True)
             self._thread.start()
 
-    def submit(self, request: GenerationRequest) -> int:
-        if not isinstance(request, GenerationRequest):
+    def submit(self, request: GenerationRequest | ForwardRequest, options: JobOptions = JobOptions()) -> int:
+        """Queue a generation (or a forward-process job of the Diffusion Lab); returns its job id."""
+        if not isinstance(request, (GenerationRequest, ForwardRequest)):
             raise TypeError("submit() takes a GenerationRequest; build one with engine.request.build_request")
         self.start()
         with self._lock:
-            job = Job(next(self._ids), request, CancelToken())
+            job = Job(next(self._ids), request, CancelToken(), options=options)
             self._jobs[job.job_id] = job
         self._queue.put(job)
         return job.job_id
@@ -172,6 +185,7 @@ class Engine:
         else:
             startup_error = None
 
+        forward = ForwardRunner()
         while True:
             item = self._queue.get()
             if item is _STOP:
@@ -187,7 +201,10 @@ class Engine:
                         "The engine could not start, so nothing can be generated.",
                         "".join(traceback.format_exception(startup_error)),
                     )
-                self._runtime.run_job(job, lambda: self._preview)
+                if isinstance(job.request, ForwardRequest):
+                    forward.run(self._runtime, job, self._emit)
+                else:
+                    self._runtime.run_job(job, lambda: self._preview)
             except Exception as exc:  # noqa: BLE001 - every failure becomes a Failed event
                 self._emit(self._failure(job.job_id, exc))
             finally:
@@ -224,4 +241,4 @@ def _log_failure(what: str, exc: BaseException) -> None:
 
 
 # Re-exported for callers that only need the engine's public surface.
-__all__ = ["Engine", "EngineOptions", "PreviewOptions", "CancelToken", "Job", "Cancelled", "Finished"]
+__all__ = ["Engine", "EngineOptions", "PreviewOptions", "JobOptions", "CancelToken", "Job", "Cancelled", "Finished"]

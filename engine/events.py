@@ -6,7 +6,8 @@ with queued signals). Image arrays are fresh, read-only ``uint8`` H×W×3 numpy 
 
 A job emits, in order: ``Started``, then per image ``Progress``/``Preview`` (interleaved) and ``ImageReady``,
 and finally exactly one of ``Finished``, ``Failed`` or ``Cancelled``. A job cancelled while still queued emits
-only ``Cancelled``.
+only ``Cancelled``. A forward-process job (:mod:`engine.forward_job`) emits ``ForwardFrame`` s and then one of
+those three.
 """
 
 from __future__ import annotations
@@ -59,6 +60,22 @@ class Preview:
 
 
 @dataclass(frozen=True)
+class GuidanceCapture:
+    """Classifier-free guidance at one step, as x0 previews (linear-map RGB at latent resolution, read-only uint8
+    H×W×3): the model's guess without the prompt, with it, the guidance term ``cfg·(cond − uncond)`` (mid grey =
+    no change) and the guess the sampler went on with, ``uncond + cfg·(cond − uncond)``."""
+
+    step: int
+    total: int
+    cfg: float
+    uncond: np.ndarray = field(repr=False)
+    cond: np.ndarray = field(repr=False)
+    term: np.ndarray = field(repr=False)
+    guided: np.ndarray = field(repr=False)
+    term_rms: float = 0.0  # root mean square of the guidance term, in latent units
+
+
+@dataclass(frozen=True)
 class ImageReady:
     job_id: int
     image: np.ndarray = field(repr=False)  # read-only uint8 H×W×3, from the full VAE
@@ -71,6 +88,23 @@ class ImageReady:
     dtype: str = ""
     seconds: float = 0.0
     notes: tuple[str, ...] = ()
+    #: one x0 frame per step (linear-map RGB at latent resolution, read-only uint8), when the job asked for them
+    replay: tuple[np.ndarray, ...] = field(default=(), repr=False)
+    #: the guidance probe of the step the job asked to inspect (None when not asked, or CFG was off)
+    guidance: GuidanceCapture | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class ForwardFrame:
+    """A picture noised to training step ``t`` of its model's schedule and decoded by the VAE (a forward-process
+    job): ``x_t = signal·x0 + noise·ε``. ``schedule`` is the model's scheduler configuration (for the plots)."""
+
+    job_id: int
+    t: int
+    image: np.ndarray = field(repr=False)  # read-only uint8 H×W×3
+    signal: float
+    noise: float
+    schedule: dict = field(default_factory=dict, repr=False)
 
 
 @dataclass(frozen=True)
@@ -93,4 +127,4 @@ class Cancelled:
     images_done: int = 0
 
 
-Event = Union[StatusChanged, Started, Progress, Preview, ImageReady, Finished, Failed, Cancelled]
+Event = Union[StatusChanged, Started, Progress, Preview, ImageReady, ForwardFrame, Finished, Failed, Cancelled]

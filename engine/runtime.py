@@ -24,6 +24,7 @@ from .fastpath import FastPath
 from .loader import LoadedModel, load_model
 from .models import resolve
 from .preview import HostPreviews
+from .replay import JobRecording
 from .sampling import Interrupted, StepState, denoise
 
 log = logging.getLogger(__name__)
@@ -106,17 +107,19 @@ class Runtime:
             edit = EditJob(model, request, inputs, self._controls)
             cond = model.family.encode(request.prompt, request.negative_prompt, request.cfg > 1.0, request.height,
                                        request.width)
+            recording = JobRecording(job.options, model.preview, model.family.prediction, request.cfg)
             for index in range(count):
                 image_request = request.image_request(index)
                 image_started = time.perf_counter()
                 clock.step_started = image_started
+                recording.start_image()
                 if inputs.skips_model and request.hires is None:
                     image, notes = strength_zero_image(inputs), ()
                 else:
                     fast = self._fast if self._fast is not None and self._fast.active else None
                     try:
                         image, notes = self._image(job, model, edit, image_request, cond, index, fast, clock,
-                                                   preview_options)
+                                                   preview_options, recording)
                     except Interrupted:
                         raise
                     except Exception as exc:
@@ -128,8 +131,9 @@ class Runtime:
 
                             torch.cuda.empty_cache()
                         clock.step_started = time.perf_counter()
+                        recording.start_image()
                         image, notes = self._image(job, model, edit, image_request, cond, index, None, clock,
-                                                   preview_options)
+                                                   preview_options, recording)
                 self._emit(
                     ImageReady(
                         job.job_id,
@@ -143,6 +147,8 @@ class Runtime:
                         dtype=self.dtype_name,
                         seconds=time.perf_counter() - image_started,
                         notes=edit.notes + notes,
+                        replay=recording.frames(),
+                        guidance=recording.guidance,
                     )
                 )
         except Interrupted:
@@ -157,19 +163,20 @@ class Runtime:
         self._emit(Finished(job.job_id, count))
 
     def _image(self, job, model: LoadedModel, edit: EditJob, request, cond, index: int, fast: FastPath | None,
-               clock: "_JobClock", preview_options: Callable[[], object]):
+               clock: "_JobClock", preview_options: Callable[[], object], recording: JobRecording | None = None):
         """One image: its passes (the first, and the hires fix's), the VAE decode and the paste into the canvas."""
-        latents = self._latents(job, model, request, cond, index, fast, clock, preview_options, edit.first())
+        latents = self._latents(job, model, request, cond, index, fast, clock, preview_options, edit.first(),
+                                recording)
         if request.hires is not None:
             latents = self._latents(job, model, request, edit.hires_cond(), index, fast, clock, preview_options,
-                                    edit.hires(latents))
+                                    edit.hires(latents), recording)
         if job.token.cancelled:
             raise Interrupted()
         image, notes = model.family.decode(latents, half_first=fast is not None and fast.active)
         return edit.finish(image), notes
 
     def _latents(self, job, model: LoadedModel, request, cond, index: int, fast: FastPath | None, clock: "_JobClock",
-                 preview_options: Callable[[], object], step: PassPlan):
+                 preview_options: Callable[[], object], step: PassPlan, recording: JobRecording | None = None):
         """Run one pass of image ``index`` of a job, sending its Progress and Preview events. ``fast``: the GPU
         fast path (compiled denoiser when ready, no host waits but the previous step's, previews copied on a side
         stream); passes it cannot run (control models, an inpainting U-Net's extra inputs) run on the standard
@@ -185,6 +192,8 @@ class Runtime:
                 self._emit(Preview(job.job_id, rgb, step_done, total, index, kind))
 
         def on_step(state: StepState) -> None:
+            if recording is not None:
+                recording.on_step(state)  # the replay: x0 of every step, whatever the preview throttle says
             now = time.perf_counter()
             per_step = clock.per_step
             per_step.append(now - clock.step_started)
@@ -207,7 +216,8 @@ class Runtime:
             if fast is not None:
                 example = model.family.example_inputs(plan.height, plan.width, cond)
                 denoiser = fast.forward_for(example)
-            latents = denoise(model, request, cond, request.seed, on_step, stop, denoiser=denoiser, plan=plan)
+            latents = denoise(model, request, cond, request.seed, on_step, stop, denoiser=denoiser, plan=plan,
+                              on_guidance=recording.on_guidance if recording is not None else None)
         except BaseException:
             previews.discard()
             raise

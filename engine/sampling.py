@@ -172,12 +172,14 @@ def denoise(
     should_stop: Callable[[], bool],
     denoiser: Callable[..., Any] | None = None,
     plan: Pass | None = None,
+    on_guidance: Callable[..., None] | None = None,
 ):
     """Run the reverse chain for one image and return the final latents (model space, x0 at the end).
 
     ``plan`` says what to run (default: text-to-image at the request's size and steps). ``denoiser`` replaces
     the family's network for the forward pass (the GPU fast path passes a compiled one, control models a
-    wrapper).
+    wrapper). ``on_guidance(step, total, latents, uncond, cond, level)`` sees both halves of every guided
+    network call before they are combined.
     """
     import torch
 
@@ -230,6 +232,9 @@ def denoise(
             out = family.predict(model_in, device_t[i], cond, denoiser)
             if cond.cfg:
                 uncond, text = out.chunk(2)
+                if on_guidance is not None:  # the Diffusion Lab's guidance probe (engine.replay.GuidanceProbe)
+                    on_guidance(plan.step_offset + i * runs // calls + 1, total, latents, uncond, text,
+                                noise_level(scheduler, sampler, prediction, t, i))
                 out = uncond + request.cfg * (text - uncond)
 
             # Read before stepping (scheduler.step advances its index); x0 itself is computed lazily.

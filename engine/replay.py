@@ -1,0 +1,161 @@
+"""What a generation leaves behind for the Diffusion Lab: one x0 frame per step (the replay) and, on request, the
+unconditional and conditional predictions of one step (the guidance probe).
+
+Both use the model's linear latent → RGB map (:class:`engine.preview.LatentPreview`'s factors), so they cost an
+einsum on latents, not a VAE decode. Frames stay on the device as small ``uint8`` tensors while the loop runs and
+come to the host in one copy when the image is finished, so the GPU loop never waits for them.
+
+Memory bound: a frame is the latent's size (1/8 of the image per side), pooled down to at most :data:`MAX_SIDE`
+pixels per side, so a 50-step 1024² SDXL replay is 50 × 128² × 3 bytes ≈ 2.5 MB and the largest possible one
+(150 steps of a 2048² image) 150 × 192² × 3 ≈ 16.6 MB.
+
+Runs on the engine's worker thread; the arrays handed over are fresh and read-only.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .events import GuidanceCapture
+from .sampling import NoiseLevel, predicted_x0
+
+#: Longest side of a replay frame (latent pixels; larger latents are average-pooled down).
+MAX_SIDE = 192
+
+
+class LinearRGB:
+    """The latent → RGB linear map of a :class:`~engine.preview.LatentPreview`, applied on the latent's device.
+
+    Gives ``uint8`` h×w×3 tensors that stay there (the weights are uploaded once per device)."""
+
+    def __init__(self, preview) -> None:
+        self._preview = preview
+        self._weights: dict[tuple[int, str], tuple[Any, Any]] = {}
+
+    def _factors(self, channels: int, device) -> tuple[Any, Any]:
+        import torch
+
+        key = (channels, str(device))
+        if key not in self._weights:
+            factors = torch.tensor(self._preview.factors, dtype=torch.float32)
+            if factors.shape[0] != channels:  # unknown layout: the first channels as grey levels, as previews do
+                factors = torch.eye(channels, 3)
+            bias = torch.tensor(self._preview.bias, dtype=torch.float32)
+            self._weights[key] = (factors.to(device), bias.to(device))
+        return self._weights[key]
+
+    def rgb(self, latent, *, bias: bool = True, max_side: int = 0):
+        """First image of a latent batch (B×C×h×w) → ``uint8`` h×w×3 on its device. ``bias=False`` maps a
+        difference of latents (mid grey = no change); ``max_side`` pools larger latents down."""
+        import torch
+
+        x = latent[:1].float()
+        if max_side and max(x.shape[-2:]) > max_side:
+            f = math.ceil(max(x.shape[-2:]) / max_side)
+            x = torch.nn.functional.avg_pool2d(x, f, ceil_mode=True)
+        factors, offset = self._factors(x.shape[1], x.device)
+        rgb = torch.einsum("chw,cr->hwr", x[0], factors)
+        if bias:
+            rgb = rgb + offset
+        return ((rgb + 1.0) * 127.5).clamp_(0, 255).to(torch.uint8)
+
+    def to_host(self, tensors) -> tuple[np.ndarray, ...]:
+        """Device tensors of one shape → read-only host arrays, in one copy."""
+        import torch
+
+        if not tensors:
+            return ()
+        stacked = torch.stack(list(tensors)).cpu().numpy()
+        stacked.setflags(write=False)
+        return tuple(stacked)  # views of the read-only block: read-only too
+
+
+class ReplayRecorder:
+    """Keeps every step's x0 as a small RGB frame on the device; :meth:`frames` hands them over at the end."""
+
+    def __init__(self, linear: LinearRGB, max_side: int = MAX_SIDE) -> None:
+        self._linear = linear
+        self._max_side = max_side
+        self._frames: list[Any] = []
+
+    def start_image(self) -> None:
+        self._frames = []
+
+    def add(self, x0) -> None:
+        self._frames.append(self._linear.rgb(x0, max_side=self._max_side))
+
+    def frames(self) -> tuple[np.ndarray, ...]:
+        """Every frame recorded since :meth:`start_image`, as read-only ``uint8`` h×w×3 arrays, in step order.
+        Frames of passes at other sizes (a hires fix) are kept only when they match the last pass's size."""
+        frames = self._frames
+        if frames:
+            shape = frames[-1].shape
+            frames = [f for f in frames if f.shape == shape]
+        return self._linear.to_host(frames)
+
+
+@dataclass
+class GuidanceProbe:
+    """Captures, at step ``step`` (1-based, as progress counts steps), the model's two predictions of the clean
+    image: without the prompt (unconditional) and with it, the guidance term ``cfg·(cond − uncond)`` and the x0 the
+    sampler went on with. The loop calls it with every guided network call; only the first call of ``step``
+    is kept. Nothing happens when CFG is off (the loop has no unconditional half then)."""
+
+    step: int
+    cfg: float
+    prediction: str
+    linear: LinearRGB
+    captured: GuidanceCapture | None = field(default=None, init=False)
+    _total: int = field(default=0, init=False)
+
+    def start_image(self) -> None:
+        self.captured = None
+
+    def __call__(self, step: int, total: int, latents, uncond, cond, level: NoiseLevel) -> None:
+        if self.captured is not None or step != self.step:
+            return
+        x = latents.float()
+        x0_uncond = predicted_x0(self.prediction, x, uncond.float(), level)
+        x0_cond = predicted_x0(self.prediction, x, cond.float(), level)
+        term = self.cfg * (x0_cond - x0_uncond)
+        rgb = self.linear.rgb
+        images = self.linear.to_host([rgb(x0_uncond), rgb(x0_cond), rgb(term, bias=False), rgb(x0_uncond + term)])
+        self.captured = GuidanceCapture(step, total, self.cfg, *images,
+                                        term_rms=float(term.pow(2).mean().sqrt()))
+
+
+class JobRecording:
+    """What one job asked to record (its :class:`~engine.engine.JobOptions`), for the runtime to feed: call
+    :meth:`start_image` before each image (and again when an image is remade), :meth:`on_step` at every step,
+    pass :attr:`on_guidance` to the loop, and read :meth:`frames` and :attr:`guidance` when the image is done."""
+
+    def __init__(self, options, preview, prediction: str, cfg: float) -> None:
+        linear = LinearRGB(preview)
+        self._replay = ReplayRecorder(linear) if getattr(options, "replay", False) else None
+        step = getattr(options, "inspect_step", None)
+        self._probe = GuidanceProbe(step, cfg, prediction, linear) if step else None
+
+    def start_image(self) -> None:
+        if self._replay is not None:
+            self._replay.start_image()
+        if self._probe is not None:
+            self._probe.start_image()
+
+    def on_step(self, state) -> None:
+        if self._replay is not None:
+            self._replay.add(state.x0)
+
+    @property
+    def on_guidance(self):
+        return self._probe
+
+    def frames(self) -> tuple[np.ndarray, ...]:
+        return self._replay.frames() if self._replay is not None else ()
+
+    @property
+    def guidance(self) -> GuidanceCapture | None:
+        return self._probe.captured if self._probe is not None else None
