@@ -134,3 +134,66 @@ def from_a1111(sampler: Any, schedule: str | None) -> tuple[str | None, str | No
 def from_alias(text: Any) -> str | None:
     """Another tool's single sampler name ("dpmpp_2m_k", "k_euler_a", "DPM++ 2M Karras") as a Darkroom name."""
     return from_a1111(text, None)[0]
+
+
+@dataclass(frozen=True)
+class FlowSampler:
+    """How a sampler runs on a flow-matching model (SD3, Flux), whose time is σ ∈ [0, 1] with
+    ``x_t = (1−σ)·x0 + σ·ε``: a flow scheduler class, its overrides, and where the schedule's shift goes.
+
+    ``own_config``: the class is one of diffusers' FlowMatch schedulers and builds on the model's own scheduler
+    config (what its pipeline runs), with the shift fixed for the image. ``note``: set when this is only the
+    nearest flow sampler, said in plain words."""
+
+    class_name: str
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+    shift_key: str = "shift"
+    own_config: bool = False
+    note: str = ""
+
+    def make(self, base_config: Mapping[str, Any], shift: float):
+        """A fresh scheduler with the schedule's ``shift`` (σ' = shift·σ / (1 + (shift − 1)·σ)) fixed."""
+        import diffusers
+
+        cls = getattr(diffusers, self.class_name)
+        if self.own_config:
+            config = {k: v for k, v in dict(base_config).items() if not k.startswith("_")}
+            config["use_dynamic_shifting"] = False
+        else:
+            config = {"num_train_timesteps": base_config.get("num_train_timesteps", 1000)}
+        config[self.shift_key] = shift
+        config.update(self.overrides)
+        return cls.from_config(config)
+
+
+_FLOW_EULER = FlowSampler("FlowMatchEulerDiscreteScheduler", own_config=True)
+_FLOW_EULER_A = FlowSampler("FlowMatchEulerDiscreteScheduler", {"stochastic_sampling": True}, own_config=True)
+_FLOW_DPM = {"use_flow_sigmas": True, "prediction_type": "flow_prediction"}
+_KARRAS_NOTE = "The Karras schedule is for noise-predicting models; on {title} models {name} keeps the model's schedule."
+
+#: Every sampler of :data:`SAMPLERS` on flow-matching models: the same method where diffusers has a flow version,
+#: else the nearest, with a note. A noise-free sampler never maps to one that draws noise (its request holds no
+#: generator).
+FLOW_SAMPLERS: Mapping[str, FlowSampler] = {
+    "Euler": _FLOW_EULER,
+    "Euler a": _FLOW_EULER_A,
+    "Heun": FlowSampler("FlowMatchHeunDiscreteScheduler"),
+    "DPM++ 2M": FlowSampler("DPMSolverMultistepScheduler", {**_DPM, **_FLOW_DPM}, shift_key="flow_shift"),
+    "DPM++ 2M Karras": FlowSampler("DPMSolverMultistepScheduler", {**_DPM, **_FLOW_DPM}, shift_key="flow_shift",
+                                   note=_KARRAS_NOTE),
+    "DPM++ 2M SDE Karras": FlowSampler(
+        "DPMSolverMultistepScheduler", {"algorithm_type": "sde-dpmsolver++", "solver_order": 2, **_FLOW_DPM},
+        shift_key="flow_shift", note=_KARRAS_NOTE),
+    # DDIM's deterministic update on x_t = (1−σ)·x0 + σ·ε is exactly Euler's step.
+    "DDIM": FlowSampler("FlowMatchEulerDiscreteScheduler", own_config=True,
+                        note="On {title} models DDIM takes the same steps as Euler, which runs instead."),
+    "DDPM": FlowSampler("FlowMatchEulerDiscreteScheduler", {"stochastic_sampling": True}, own_config=True,
+                        note="{title} models have no DDPM sampler; the nearest, Euler a, runs instead."),
+    "UniPC": FlowSampler("UniPCMultistepScheduler", _FLOW_DPM, shift_key="flow_shift"),
+    "LCM": FlowSampler("FlowMatchLCMScheduler", own_config=True),
+}
+
+
+def for_flow(name: str) -> FlowSampler:
+    """The flow-matching form of the Darkroom sampler ``name``. Raises KeyError for names not in the table."""
+    return FLOW_SAMPLERS[get(name).name]

@@ -49,3 +49,51 @@ def tiny_sdxl_dir(tmp_path_factory) -> Path:
     from tests.tiny_models import build_tiny_sdxl
 
     return build_tiny_sdxl(tmp_path_factory.mktemp("models") / "tiny-sdxl")
+
+
+@pytest.fixture(scope="session")
+def tiny_sd3_dir(tmp_path_factory) -> Path:
+    """A tiny SD3-style folder (MMDiT, 16-channel latents, CLIP-L/G and T5), built once per test session."""
+    from tests.tiny_models import build_tiny_sd3
+
+    return build_tiny_sd3(tmp_path_factory.mktemp("models") / "tiny-sd3")
+
+
+@pytest.fixture(scope="session")
+def tiny_flux_dir(tmp_path_factory) -> Path:
+    """A tiny Flux.1 dev-style folder (guidance input, size-dependent shift), built once per test session."""
+    from tests.tiny_models import build_tiny_flux
+
+    return build_tiny_flux(tmp_path_factory.mktemp("models") / "tiny-flux")
+
+
+@pytest.fixture(scope="session")
+def tiny_schnell_dir(tmp_path_factory) -> Path:
+    from tests.tiny_models import build_tiny_flux
+
+    return build_tiny_flux(tmp_path_factory.mktemp("models") / "tiny-flux-schnell", schnell=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_inpaint_dir(tmp_path_factory) -> Path:
+    """A tiny SD1.x inpainting folder: its U-Net takes 9 channels (latents, mask, masked picture)."""
+    from tests.tiny_models import build_tiny_sd
+
+    return build_tiny_sd(tmp_path_factory.mktemp("models") / "tiny-inpaint", inpainting=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_controlnet_dir(tmp_path_factory, tiny_model_dir) -> Path:
+    """A tiny ControlNet folder for the tiny SD model; the same weights as one file beside it
+    (``tiny-control.safetensors``)."""
+    from tests.tiny_models import build_tiny_controlnet
+
+    root = tmp_path_factory.mktemp("controls")
+    return build_tiny_controlnet(tiny_model_dir, root / "tiny-control", single_file=root / "tiny-control.safetensors")
+
+
+@pytest.fixture(scope="session")
+def tiny_sdxl_controlnet_dir(tmp_path_factory, tiny_sdxl_dir) -> Path:
+    from tests.tiny_models import build_tiny_controlnet
+
+    return build_tiny_controlnet(tiny_sdxl_dir, tmp_path_factory.mktemp("controls") / "tiny-sdxl-control")

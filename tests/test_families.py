@@ -29,10 +29,10 @@ def cpu():
 def test_registry_finds_families_by_pipeline_and_name():
     assert families.for_pipeline("StableDiffusionPipeline") is StableDiffusion
     assert families.for_pipeline("StableDiffusionXLPipeline") is StableDiffusionXL
-    assert families.for_pipeline("FluxPipeline") is None and families.for_pipeline("") is None
+    assert families.for_pipeline("KandinskyPipeline") is None and families.for_pipeline("") is None
     assert families.by_name("sdxl") is StableDiffusionXL
     with pytest.raises(KeyError):
-        families.by_name("flux")
+        families.by_name("kandinsky")
     names = [f.name for f in families.FAMILIES]
     pipelines = [p for f in families.FAMILIES for p in f.pipelines]
     assert len(set(names)) == len(names) and len(set(pipelines)) == len(pipelines)

@@ -175,3 +175,118 @@ def build_tiny_controlnet(model_folder: Path, folder: Path, *, seed: int = 0, si
     if single_file is not None:
         save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(single_file))
     return folder
+
+
+def _tiny_t5(d_model: int):
+    """A T5 tokenizer built without downloads (a Unigram model over a few words and the letters, wrapped as a
+    T5 tokenizer) and a 2-layer T5 encoder over its vocabulary."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
+    from transformers import T5Config, T5EncoderModel, T5TokenizerFast
+
+    words = ["a", "red", "apple", "cat", "on", "the", "table", "photo", "of", "blue", "sky", "dog", "green"]
+    vocab = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("▁", -15.0)]
+    vocab += [("▁" + w, -float(i + 1)) for i, w in enumerate(words)]
+    vocab += [(c, -20.0) for c in "abcdefghijklmnopqrstuvwxyz"]
+    model = Tokenizer(models.Unigram(vocab, unk_id=2))
+    model.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
+    model.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
+    model.post_processor = processors.TemplateProcessing(single="$A </s>", pair="$A </s> $B </s>",
+                                                         special_tokens=[("</s>", 1)])
+    tokenizer = T5TokenizerFast(tokenizer_object=model, eos_token="</s>", unk_token="<unk>", pad_token="<pad>",
+                                extra_ids=0)
+    encoder = T5EncoderModel(T5Config(vocab_size=len(vocab), d_model=d_model, d_ff=37, d_kv=8, num_heads=4,
+                                      num_layers=2, feed_forward_proj="gated-gelu", relative_attention_num_buckets=8,
+                                      decoder_start_token_id=0, pad_token_id=0, eos_token_id=1))
+    return tokenizer, encoder
+
+
+def _tiny_vae16(sample_size: int, scaling_factor: float, shift_factor: float):
+    """A 16-channel VAE (as SD3's and Flux's) with 4 blocks: 8× downscaling."""
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL(
+        block_out_channels=(16, 16, 16, 16),
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        latent_channels=16,
+        norm_num_groups=8,
+        layers_per_block=1,
+        sample_size=sample_size * 8,
+        use_quant_conv=False,
+        use_post_quant_conv=False,
+        scaling_factor=scaling_factor,
+        shift_factor=shift_factor,
+    )
+
+
+def _clip_config(vocab_size: int, hidden: int = 32, projection: int = 32):
+    from transformers import CLIPTextConfig
+
+    return CLIPTextConfig(bos_token_id=vocab_size - 2, eos_token_id=vocab_size - 1, pad_token_id=vocab_size - 1,
+                          hidden_size=hidden, intermediate_size=37, layer_norm_eps=1e-05, num_attention_heads=4,
+                          num_hidden_layers=2, vocab_size=vocab_size, max_position_embeddings=77, hidden_act="gelu",
+                          projection_dim=projection)
+
+
+def _save(pipe, folder: Path, tok_dir: Path) -> Path:
+    pipe.save_pretrained(folder, safe_serialization=True)
+    for p in tok_dir.iterdir():
+        p.unlink()
+    tok_dir.rmdir()
+    return folder
+
+
+def build_tiny_sd3(folder: Path, *, sample_size: int = 8, seed: int = 0, with_t5: bool = True) -> Path:
+    """Save a tiny SD3-style folder: an MMDiT transformer (2×2 patches) over 16-channel latents, CLIP-L and
+    CLIP-G stand-ins with projections, and (unless ``with_t5`` is False) a T5 encoder."""
+    import torch
+    from diffusers import FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel, StableDiffusion3Pipeline
+    from transformers import CLIPTextModelWithProjection
+
+    torch.manual_seed(seed)
+    transformer = SD3Transformer2DModel(
+        sample_size=sample_size, patch_size=2, in_channels=16, num_layers=2, attention_head_dim=8,
+        num_attention_heads=4, joint_attention_dim=64, caption_projection_dim=32, pooled_projection_dim=64,
+        out_channels=16, pos_embed_max_size=32,
+    )
+    vae = _tiny_vae16(sample_size, 1.5305, 0.0609)
+    tok_dir = folder / "_tok"
+    tokenizer, vocab_size = _byte_vocab_tokenizer(tok_dir)
+    clip_l = CLIPTextModelWithProjection(_clip_config(vocab_size))
+    clip_g = CLIPTextModelWithProjection(_clip_config(vocab_size))
+    t5_tokenizer, t5 = _tiny_t5(64) if with_t5 else (None, None)
+    pipe = StableDiffusion3Pipeline(
+        transformer=transformer, vae=vae, scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
+        text_encoder=clip_l, tokenizer=tokenizer, text_encoder_2=clip_g, tokenizer_2=tokenizer,
+        text_encoder_3=t5, tokenizer_3=t5_tokenizer,
+    )
+    return _save(pipe, folder, tok_dir)
+
+
+def build_tiny_flux(folder: Path, *, sample_size: int = 8, seed: int = 0, schnell: bool = False) -> Path:
+    """Save a tiny Flux.1-style folder: dev (guidance input, size-dependent shift) or ``schnell``."""
+    import torch
+    from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
+    from transformers import CLIPTextModel
+
+    torch.manual_seed(seed)
+    transformer = FluxTransformer2DModel(
+        patch_size=1, in_channels=64, num_layers=1, num_single_layers=1, attention_head_dim=16,
+        num_attention_heads=2, joint_attention_dim=32, pooled_projection_dim=32, guidance_embeds=not schnell,
+        axes_dims_rope=(4, 6, 6),
+    )
+    vae = _tiny_vae16(sample_size, 0.3611, 0.1159)
+    if schnell:
+        scheduler = FlowMatchEulerDiscreteScheduler(shift=1.0, use_dynamic_shifting=False)
+    else:
+        scheduler = FlowMatchEulerDiscreteScheduler(shift=3.0, use_dynamic_shifting=True, base_shift=0.5,
+                                                    max_shift=1.15, base_image_seq_len=256, max_image_seq_len=4096)
+    tok_dir = folder / "_tok"
+    tokenizer, vocab_size = _byte_vocab_tokenizer(tok_dir)
+    clip = CLIPTextModel(_clip_config(vocab_size))
+    t5_tokenizer, t5 = _tiny_t5(32)
+    pipe = FluxPipeline(transformer=transformer, vae=vae, scheduler=scheduler, text_encoder=clip, tokenizer=tokenizer,
+                        text_encoder_2=t5, tokenizer_2=t5_tokenizer)
+    return _save(pipe, folder, tok_dir)

@@ -8,20 +8,22 @@ cheap (no torch, diffusers or transformers): family modules import those only wh
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 
 from .base import Conditioning, Family, LatentFormat, Prediction
+from .flux import Flux
 from .sd import StableDiffusion
+from .sd3 import StableDiffusion3
 from .sdxl import StableDiffusionXL
 
 __all__ = ["Conditioning", "Family", "LatentFormat", "Prediction", "FAMILIES", "SUPPORTED", "by_name",
            "for_pipeline", "for_checkpoint"]
 
 #: Every family, in menu order.
-FAMILIES: tuple[type[Family], ...] = (StableDiffusion, StableDiffusionXL)
+FAMILIES: tuple[type[Family], ...] = (StableDiffusion, StableDiffusionXL, StableDiffusion3, Flux)
 
 #: For messages: what Darkroom runs.
-SUPPORTED = "Stable Diffusion 1.x, 2.x and SDXL"
+SUPPORTED = "Stable Diffusion 1.x, 2.x, SDXL, SD3/3.5 and Flux.1"
 
 
 def by_name(name: str) -> type[Family]:
@@ -41,9 +43,9 @@ def for_pipeline(class_name: str) -> type[Family] | None:
 
 
 def for_checkpoint(keys: Collection[str]) -> tuple[type[Family], str] | None:
-    """The family of a single-file checkpoint with these tensor names and the Hugging Face repository holding
-    the configuration it needs, or None when no family claims it."""
-    keys = list(keys)
+    """The family of a single-file checkpoint with these tensor names (or a mapping of name → shape) and the
+    Hugging Face repository holding the configuration it needs, or None when no family claims it."""
+    keys = keys if isinstance(keys, Mapping) else list(keys)
     for family in FAMILIES:  # each family checks for its own layout; no two claim the same file (tested)
         repo = family.checkpoint_config(keys)
         if repo is not None:
