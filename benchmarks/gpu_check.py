@@ -55,21 +55,9 @@ SD35_MEDIUM = dict(sample_size=128, patch_size=2, in_channels=16, num_layers=24,
 
 # ------------------------------------------------------------------------------------------------ models
 def _t5_tokenizer():
-    """A T5 tokenizer built without downloads: a Unigram model over the letters and a few words."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
-    from transformers import T5TokenizerFast
+    from engine.train.tokenizer import unigram_t5_tokenizer
 
-    words = PROMPT.replace(",", "").split() + NEGATIVE.replace(",", "").split()
-    vocab = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("▁", -15.0)]
-    vocab += [("▁" + w, -float(i + 1)) for i, w in enumerate(dict.fromkeys(words))]
-    vocab += [(c, -20.0) for c in "abcdefghijklmnopqrstuvwxyz,"]
-    model = Tokenizer(models.Unigram(vocab, unk_id=2))
-    model.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
-    model.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
-    model.post_processor = processors.TemplateProcessing(single="$A </s>", pair="$A </s> $B </s>",
-                                                         special_tokens=[("</s>", 1)])
-    return T5TokenizerFast(tokenizer_object=model, eos_token="</s>", unk_token="<unk>", pad_token="<pad>",
-                           extra_ids=0)
+    return unigram_t5_tokenizer(PROMPT.replace(",", "").split() + NEGATIVE.replace(",", "").split())[0]
 
 
 def build_flow_model(name: str, folder: Path) -> Path:

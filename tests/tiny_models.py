@@ -178,23 +178,14 @@ def build_tiny_controlnet(model_folder: Path, folder: Path, *, seed: int = 0, si
 
 
 def _tiny_t5(d_model: int):
-    """A T5 tokenizer built without downloads (a Unigram model over a few words and the letters, wrapped as a
-    T5 tokenizer) and a 2-layer T5 encoder over its vocabulary."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
-    from transformers import T5Config, T5EncoderModel, T5TokenizerFast
+    """A T5 tokenizer built without downloads and a 2-layer T5 encoder over its vocabulary."""
+    from transformers import T5Config, T5EncoderModel
+
+    from engine.train.tokenizer import unigram_t5_tokenizer
 
     words = ["a", "red", "apple", "cat", "on", "the", "table", "photo", "of", "blue", "sky", "dog", "green"]
-    vocab = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("▁", -15.0)]
-    vocab += [("▁" + w, -float(i + 1)) for i, w in enumerate(words)]
-    vocab += [(c, -20.0) for c in "abcdefghijklmnopqrstuvwxyz"]
-    model = Tokenizer(models.Unigram(vocab, unk_id=2))
-    model.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
-    model.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
-    model.post_processor = processors.TemplateProcessing(single="$A </s>", pair="$A </s> $B </s>",
-                                                         special_tokens=[("</s>", 1)])
-    tokenizer = T5TokenizerFast(tokenizer_object=model, eos_token="</s>", unk_token="<unk>", pad_token="<pad>",
-                                extra_ids=0)
-    encoder = T5EncoderModel(T5Config(vocab_size=len(vocab), d_model=d_model, d_ff=37, d_kv=8, num_heads=4,
+    tokenizer, vocab_size = unigram_t5_tokenizer(words)
+    encoder = T5EncoderModel(T5Config(vocab_size=vocab_size, d_model=d_model, d_ff=37, d_kv=8, num_heads=4,
                                       num_layers=2, feed_forward_proj="gated-gelu", relative_attention_num_buckets=8,
                                       decoder_start_token_id=0, pad_token_id=0, eos_token_id=1))
     return tokenizer, encoder

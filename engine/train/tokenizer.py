@@ -51,6 +51,25 @@ def byte_level_tokenizer(folder: Path, model_max_length: int = 77):
     return tokenizer, len(vocab)
 
 
+def unigram_t5_tokenizer(words: Iterable[str]):
+    """A T5 tokenizer built without downloads: a Unigram model over ``words`` and the letters. Returns
+    (tokenizer, vocabulary size). For random-weight SD3/Flux models (tests, benchmarks): any text tokenizes."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
+    from transformers import T5TokenizerFast
+
+    vocab = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("▁", -15.0)]
+    vocab += [("▁" + w, -float(i + 1)) for i, w in enumerate(dict.fromkeys(words))]
+    vocab += [(c, -20.0) for c in "abcdefghijklmnopqrstuvwxyz"]
+    model = Tokenizer(models.Unigram(vocab, unk_id=2))
+    model.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
+    model.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
+    model.post_processor = processors.TemplateProcessing(single="$A </s>", pair="$A </s> $B </s>",
+                                                         special_tokens=[("</s>", 1)])
+    tokenizer = T5TokenizerFast(tokenizer_object=model, eos_token="</s>", unk_token="<unk>", pad_token="<pad>",
+                                extra_ids=0)
+    return tokenizer, len(vocab)
+
+
 def _normalise(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip().lower()
 
