@@ -1,4 +1,4 @@
-"""Measure the bundled model: caption retrieval accuracy, CPU speed, sample grids, loss curves.
+"""Measure the bundled model: caption retrieval, colour and shape fidelity (see attributes.py), CPU speed, grids, loss curves.
 
 Prompt adherence: for N training captions (a fixed random choice of images, each with its first,
 canonical caption) one image is generated per caption with a fixed seed. Each generated image is
@@ -200,6 +200,17 @@ def evaluate(model: str | Path, data_dir: str | Path, out: str | Path, n_caption
     log(f"retrieval: top-1 {report['retrieval']['top1']:.1%}, top-5 {report['retrieval']['top5']:.1%} "
         f"(chance {1 / len(images):.3%} / {5 / len(images):.3%}); autoencoder ceiling "
         f"{report['retrieval_autoencoder_ceiling']['top5']:.1%}")
+
+    from .attributes import colour_fidelity, shape_separation
+
+    def draw(ps, ss):
+        return generate(pipe, ps, ss, steps=steps, guidance=guidance, size=size)
+
+    report["colour"] = colour_fidelity(draw, images, captions)
+    report["shape"] = shape_separation(draw, images, captions)
+    log(f"colour: {report['colour']['within_tolerance']:.1%} within tolerance (chance "
+        f"{report['colour']['chance']:.1%}); shape: {report['shape']['accuracy']:.1%} separated "
+        f"(chance {report['shape']['chance']:.0%})")
 
     # retrieval examples: prompt | generated | nearest training image
     n_show = 16
