@@ -107,6 +107,43 @@ def resolve(model: str) -> ModelEntry:
     raise ModelNotFoundError(f"Model {text!r} was not found.{hint}", f"searched: {paths.BUNDLED_MODELS}, {paths.models_dir()}")
 
 
+#: The settings a model folder's ``darkroom.json`` may recommend. The file is data from whoever made the model: only
+#: these keys are read and every value is checked by its field, so it can suggest settings, never inject them.
+RECOMMENDABLE = ("sampler", "steps", "cfg")
+SETTINGS_FILE = "darkroom.json"
+
+
+def recommended(model: str) -> dict:
+    """Settings ``model`` is meant to run with (field name → value), from its family and the variant its config
+    names, refined by the folder's own ``darkroom.json``; empty when unknown. File reads only, any thread."""
+    from . import families
+    from .fields import FIELD
+
+    out: dict = {}
+    try:
+        entry = resolve(model)
+        if not entry.path.is_dir():
+            return out
+        index = json.loads((entry.path / "model_index.json").read_text(encoding="utf-8"))
+        family = families.for_pipeline(index.get("_class_name", "")) if isinstance(index, dict) else None
+        if family is not None:
+            denoiser = entry.path / family.denoiser_component / "config.json"
+            config = json.loads(denoiser.read_text(encoding="utf-8")) if denoiser.is_file() else {}
+            out.update(family.recommended(config if isinstance(config, dict) else {}))
+        own = entry.path / SETTINGS_FILE
+        data = json.loads(own.read_text(encoding="utf-8")) if own.is_file() else {}
+        wanted = data.get("recommended", {}) if isinstance(data, dict) else {}
+        for name, value in (wanted.items() if isinstance(wanted, dict) else ()):
+            if name in RECOMMENDABLE:
+                try:
+                    out[name] = FIELD[name].parse(value)
+                except ValueError:
+                    pass  # a value the app cannot hold is not a recommendation
+    except (DarkroomError, OSError, ValueError, KeyError, TypeError):
+        pass
+    return {k: v for k, v in out.items() if k in RECOMMENDABLE}
+
+
 def native_size(model: str) -> tuple[int, int]:
     """The size a model was trained at, from its family's reading of its configs (512×512 when unknown)."""
     from . import families

@@ -99,7 +99,9 @@ class MainWindow(QMainWindow):
         self._restore_settings()
         self.models.refresh()
         if first_run and self.models.has_models():
-            self.models.use_native_size()
+            self.models.apply_model_defaults(force=True)
+        else:
+            self.models.remember_defaults()
 
         self.form.widget("prompt").setFocus(Qt.FocusReason.OtherFocusReason)
         if load_problem:
@@ -170,7 +172,7 @@ class MainWindow(QMainWindow):
         self.models.message.connect(self.banner.post)
         self.models.status.connect(lambda text: self.status.showMessage(text, 5000))
         self.form.add_model_requested.connect(self._show_add_model_menu)
-        self.form.model_chosen.connect(self.models.use_native_size)
+        self.form.model_chosen.connect(self.models.apply_model_defaults)
         strip = self.session.strip
         strip.save_as_requested.connect(self.save_result_as)
         strip.use_parameters_requested.connect(lambda r: self.use_parameters(r.request))

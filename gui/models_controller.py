@@ -1,8 +1,9 @@
-"""The models the form offers: listing them, adding a folder or file, and the size a model was trained at.
+"""The models the form offers: listing them, adding a folder or file, and the settings each is meant to run with.
 
 :class:`ModelsController` reads the bundled models, the models folder and the paths a person added
 (:attr:`Settings.user_models`), checks a new path before it is added (a diffusers folder or a .safetensors file;
-pickle checkpoints are refused) and sets the form to a model's native size. It talks to people through
+pickle checkpoints are refused) and, when a model is chosen, sets the form to its native size and recommended
+settings, keeping what the person changed. It talks to people through
 :attr:`ModelsController.message` (the banner) and :attr:`ModelsController.status` (the status bar). GUI thread
 only; model folders are small to list, so nothing here blocks for long.
 """
@@ -14,7 +15,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal
 
-from engine import models
+from engine import fields, models
 from engine.settings import Settings
 
 from .banner import Message
@@ -46,6 +47,7 @@ class ModelsController(QObject):
         self._settings = settings
         self._form = form
         self._choices: list[ModelChoice] = []
+        self._in_force: dict = {}
 
     def choices(self) -> list[ModelChoice]:
         return list(self._choices)
@@ -86,18 +88,46 @@ class ModelsController(QObject):
         # A model inside the models folder is listed by name: select whichever entry is this path.
         chosen = next((c.value for c in self._choices if c.path.resolve() == p.resolve()), value)
         self._form.set_value("model", chosen)
-        self.use_native_size(chosen)
+        self.apply_model_defaults(chosen)
         self.message.emit(Message("info", f"Added the model “{p.stem if p.is_file() else p.name}”."))
         return True
 
-    def use_native_size(self, model: str | None = None) -> bool:
-        """Set the form's size to the one ``model`` (default: the form's) was trained at; True when it changed."""
-        width, height = models.native_size(self._form.value("model") if model is None else model)
-        if (width, height) == (self._form.value("width"), self._form.value("height")):
-            return False
-        self._form.set_values({"width": width, "height": height})
-        self.status.emit(f"Size set to {width} × {height}, the size this model was trained at.")
-        return True
+    def model_defaults(self, model: str | None = None) -> dict:
+        """What ``model`` (default: the form's) is meant to run with: its native size, and its recommended sampler,
+        steps and CFG (the app's defaults where it recommends none)."""
+        model = self._form.value("model") if model is None else model
+        width, height = models.native_size(model)
+        base = {name: fields.FIELD[name].default for name in models.RECOMMENDABLE}
+        return {**base, **models.recommended(model), "width": width, "height": height}
+
+    def remember_defaults(self) -> None:
+        """Take the form's model's defaults as the ones in force without changing the form (at start-up, where
+        the form holds the person's restored values)."""
+        self._in_force = self.model_defaults()
+
+    def apply_model_defaults(self, model: str | None = None, force: bool = False) -> list[str]:
+        """Set the form to ``model``'s defaults (:meth:`model_defaults`). A field the person changed away from the
+        previous model's defaults keeps their value unless ``force``. Returns the names of the fields set."""
+        wanted = self.model_defaults(model)
+        previous = self._in_force
+        changed = {name: value for name, value in wanted.items()
+                   if self._form.value(name) != value
+                   and (force or self._form.value(name) == previous.get(name, fields.FIELD[name].default))}
+        self._in_force = wanted
+        if changed:
+            self._form.set_values(changed)
+            self.status.emit("Set for this model: " + _describe(changed) + ".")
+        return list(changed)
+
+
+def _describe(values: dict) -> str:
+    parts = []
+    if "width" in values or "height" in values:
+        parts.append(f"{values.get('width', '')} × {values.get('height', '')}".strip(" ×"))
+    parts += [str(values["sampler"])] if "sampler" in values else []
+    parts += [f"{values['steps']} steps"] if "steps" in values else []
+    parts += [f"CFG {values['cfg']:g}"] if "cfg" in values else []
+    return ", ".join(parts)
 
 
 def _path_problem(p: Path) -> str:

@@ -533,6 +533,8 @@ def test_first_run_offers_the_bundled_model_at_its_native_size(qtbot):
     assert window.form_model.value("model") == models.DEFAULT_BUNDLED
     size = (window.form_model.value("width"), window.form_model.value("height"))
     assert size == models.native_size(models.DEFAULT_BUNDLED) != (512, 512)
+    settings = {k: window.form_model.value(k) for k in ("sampler", "steps", "cfg")}
+    assert settings == models.recommended(models.DEFAULT_BUNDLED) == {"sampler": "DDIM", "steps": 25, "cfg": 5.0}
     assert window.generate_button.isEnabled()
     window.close()
 

@@ -69,6 +69,8 @@ def test_train_export_load_and_resume(tiny_cfg, tmp_path):
     preview = json.loads((out / "preview.json").read_text())
     assert len(preview["factors"]) == 4 and all(len(r) == 3 for r in preview["factors"])
     assert len(preview["bias"]) == 3
+    from engine import models
+    assert models.recommended(str(out)) == {"sampler": "DDIM", "steps": 25, "cfg": 5.0}
 
     pipe = StableDiffusionPipeline.from_pretrained(str(out), torch_dtype=torch.float32)
     assert pipe.tokenizer.model_max_length == pipe.text_encoder.config.max_position_embeddings == 16

@@ -72,7 +72,7 @@ class Family(ABC):
     #: Image sides must be multiples of this (the VAE's downscaling times the network's patch size).
     size_multiple: ClassVar[int] = 8
     #: Settings this family's models are meant to run with (field name → value), before a model's own
-    #: ``darkroom.json`` and distilled variants refine them; see :func:`engine.recommended.recommended`.
+    #: ``darkroom.json`` and distilled variants refine them; see :func:`engine.models.recommended`.
     recommended_settings: ClassVar[Mapping[str, Any]] = {}
 
     # -- recognising and loading (class level) -------------------------------------------------------------

@@ -465,6 +465,9 @@ def fit_preview(vae, lat_mean, scale, n: int = 512, seed: int = 0):
             "bias": [round(float(v), 6) for v in sol[-1]]}, rmse
 
 
+RECOMMENDED = {"sampler": "DDIM", "steps": 25, "cfg": 5.0}
+
+
 def export_pipeline(cfg: TrainConfig, vae, te, unet, tokenizer_dir: Path, scale: float, preview: dict,
                     out_dir: Path, extra: dict | None = None):
     """Write a plain diffusers Stable Diffusion folder (fp16 safetensors) + preview.json."""
@@ -492,6 +495,8 @@ def export_pipeline(cfg: TrainConfig, vae, te, unet, tokenizer_dir: Path, scale:
     for name in ("vocab.json", "merges.txt", "special_tokens_map.json"):
         shutil.copy2(tokenizer_dir / name, tmp / "tokenizer" / name)
     (tmp / PREVIEW_FILE).write_text(json.dumps(preview, indent=1) + "\n")
+    # the settings the evaluation measures it with, which the app applies when the model is chosen
+    (tmp / "darkroom.json").write_text(json.dumps({"recommended": RECOMMENDED}, indent=1) + "\n")
     if extra:
         (tmp / "training.json").write_text(json.dumps(extra, indent=1) + "\n")
     # keep hand-written files (model card, images) that already live in the destination
