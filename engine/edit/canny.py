@@ -58,7 +58,8 @@ def canny(rgb: np.ndarray, low: float = 100.0, high: float = 200.0, sigma: float
     neighbours = {0: ((0, 1), (0, -1)), 1: ((1, 1), (-1, -1)), 2: ((1, 0), (-1, 0)), 3: ((1, -1), (-1, 1))}
     ridge = np.zeros(magnitude.shape, bool)
     for b, ((ay, ax), (by, bx)) in neighbours.items():
-        keep = (magnitude >= s(magnitude, ay, ax)) & (magnitude >= s(magnitude, by, bx))
+        # Strict on one side, as OpenCV does: of two equal pixels across a step, only one stays.
+        keep = (magnitude > s(magnitude, ay, ax)) & (magnitude >= s(magnitude, by, bx))
         ridge |= (bins == b) & keep
     magnitude = np.where(ridge, magnitude, 0.0)
 

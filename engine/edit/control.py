@@ -63,11 +63,16 @@ def control_family(config: dict[str, Any]) -> str:
     return "sdxl" if config.get("addition_embed_type") == "text_time" else "sd"
 
 
-def check_fits(name: str, config: dict[str, Any], family) -> None:
-    """Refuse a control model made for another family (or another version of it) than the loaded model's."""
+def check_family(family) -> None:
+    """Refuse control inputs for a family whose network takes no ControlNet residuals."""
     if family.name not in CONTROL_FAMILIES:
         raise ModelUnsupportedError(
             f"Control models work with {' and '.join(_TITLES.values())} models; {family.title} is not supported yet.")
+
+
+def check_fits(name: str, config: dict[str, Any], family) -> None:
+    """Refuse a control model made for another family (or another version of it) than the loaded model's."""
+    check_family(family)
     made_for = control_family(config)
     if made_for != family.name:
         raise ModelUnsupportedError(
@@ -157,6 +162,7 @@ class ControlModels:
         self._nets: dict[tuple, Any] = {}
 
     def get(self, name: str, family, device):
+        check_family(family)
         path = find_control_model(name)
         st = path.stat()
         key = (str(path.resolve()), st.st_mtime_ns, id(family))
