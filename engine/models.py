@@ -107,6 +107,14 @@ def resolve(model: str) -> ModelEntry:
     raise ModelNotFoundError(f"Model {text!r} was not found.{hint}", f"searched: {paths.BUNDLED_MODELS}, {paths.models_dir()}")
 
 
+def _folder_family(folder: Path):
+    """The family class that runs a diffusers folder, from its ``model_index.json`` (None when none does)."""
+    from . import families
+
+    index = json.loads((folder / "model_index.json").read_text(encoding="utf-8"))
+    return families.for_pipeline(index.get("_class_name", "")) if isinstance(index, dict) else None
+
+
 #: The settings a model folder's ``darkroom.json`` may recommend. The file is data from whoever made the model: only
 #: these keys are read and every value is checked by its field, so it can suggest settings, never inject them.
 RECOMMENDABLE = ("sampler", "steps", "cfg")
@@ -116,7 +124,6 @@ SETTINGS_FILE = "darkroom.json"
 def recommended(model: str) -> dict:
     """Settings ``model`` is meant to run with (field name → value), from its family and the variant its config
     names, refined by the folder's own ``darkroom.json``; empty when unknown. File reads only, any thread."""
-    from . import families
     from .fields import FIELD
 
     out: dict = {}
@@ -124,8 +131,7 @@ def recommended(model: str) -> dict:
         entry = resolve(model)
         if not entry.path.is_dir():
             return out
-        index = json.loads((entry.path / "model_index.json").read_text(encoding="utf-8"))
-        family = families.for_pipeline(index.get("_class_name", "")) if isinstance(index, dict) else None
+        family = _folder_family(entry.path)
         if family is not None:
             denoiser = entry.path / family.denoiser_component / "config.json"
             config = json.loads(denoiser.read_text(encoding="utf-8")) if denoiser.is_file() else {}
@@ -146,15 +152,11 @@ def recommended(model: str) -> dict:
 
 def native_size(model: str) -> tuple[int, int]:
     """The size a model was trained at, from its family's reading of its configs (512×512 when unknown)."""
-    from . import families
-
     try:
         entry = resolve(model)
-        if entry.path.is_dir():
-            index = json.loads((entry.path / "model_index.json").read_text(encoding="utf-8"))
-            family = families.for_pipeline(index.get("_class_name", "")) if isinstance(index, dict) else None
-            if family is not None:
-                return family.native_size(entry.path)
+        family = _folder_family(entry.path) if entry.path.is_dir() else None
+        if family is not None:
+            return family.native_size(entry.path)
     except (DarkroomError, OSError, ValueError, KeyError, TypeError):
         pass
     return 512, 512

@@ -97,3 +97,21 @@ def tiny_sdxl_controlnet_dir(tmp_path_factory, tiny_sdxl_dir) -> Path:
     from tests.tiny_models import build_tiny_controlnet
 
     return build_tiny_controlnet(tiny_sdxl_dir, tmp_path_factory.mktemp("controls") / "tiny-sdxl-control")
+
+
+@pytest.fixture
+def rec():
+    """Records an engine's events (tests.engine_helpers.Recorder)."""
+    from tests.engine_helpers import Recorder
+
+    return Recorder()
+
+
+@pytest.fixture
+def engine(rec):
+    """An engine whose events go to ``rec``; shut down (and checked to stop) after the test."""
+    from tests.engine_helpers import make_engine
+
+    eng = make_engine(rec)
+    yield eng
+    assert eng.shutdown(timeout=10)

@@ -10,24 +10,12 @@ from engine.edit import ControlInput, edit_parts
 from engine.events import Failed, Finished, ImageReady, Preview, Progress, Started
 from engine.request import HiresPart
 from engine.samplers import SAMPLER_NAMES
-from tests.engine_helpers import Recorder, make_engine, request_for
+from tests.engine_helpers import request_for
 
 RNG = np.random.default_rng(7)
 SOURCE = RNG.integers(0, 256, (64, 64, 3), dtype=np.uint8)
 MASK = np.zeros((64, 64), np.uint8)
 MASK[16:40, 20:52] = 255
-
-
-@pytest.fixture
-def rec():
-    return Recorder()
-
-
-@pytest.fixture
-def engine(rec):
-    eng = make_engine(rec)
-    yield eng
-    assert eng.shutdown(timeout=10)
 
 
 @pytest.fixture

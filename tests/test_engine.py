@@ -8,18 +8,6 @@ from engine.samplers import SAMPLER_NAMES
 from tests.engine_helpers import Recorder, make_engine, request_for
 
 
-@pytest.fixture
-def rec():
-    return Recorder()
-
-
-@pytest.fixture
-def engine(rec):
-    eng = make_engine(rec)
-    yield eng
-    assert eng.shutdown(timeout=10)
-
-
 def test_event_order_and_previews(engine, rec, tiny_model_dir):
     job = engine.submit(request_for(tiny_model_dir, steps=5))
     rec.wait_for(job)

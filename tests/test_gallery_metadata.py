@@ -7,7 +7,6 @@ import dataclasses
 import json
 import math
 import random
-import time
 import zlib
 
 import pytest
@@ -236,9 +235,7 @@ def test_png_reader_limits_and_damage():
         (b"tEXt", b"darkroom\0" + b"{}"),
     ]
     data = png_with_text(chunks)
-    start = time.perf_counter()
     png = read_png_text(data)
-    assert time.perf_counter() - start < 2
     assert "parameters" not in png.text and png.text["darkroom"] == "{}"
     assert any("too large" in w for w in png.warnings)
     # a text chunk with a bad CRC is skipped
