@@ -105,8 +105,7 @@ class Runtime:
 
         try:
             edit = EditJob(model, request, inputs, self._controls)
-            cond = model.family.encode(request.prompt, request.negative_prompt, request.cfg > 1.0, request.height,
-                                       request.width)
+            cond = model.family.condition(request)
             recording = JobRecording(job.options, model.preview, model.family.prediction, request.cfg)
             for index in range(count):
                 image_request = request.image_request(index)

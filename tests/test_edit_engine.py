@@ -221,3 +221,13 @@ def test_flow_matching_families_refuse_edits_with_a_clear_message(engine, rec, g
     model = request.getfixturevalue(family_dir)
     _, _, failed = run(engine, rec, model, sampler="Euler", **edit_parts(gallery, source=SOURCE, strength=0.5))
     assert failed is not None and failed.kind == "model_unsupported" and "not available yet" in failed.message
+
+
+def test_after_a_refused_edit_the_same_model_still_generates(engine, rec, gallery, tiny_flux_dir):
+    _, _, failed = run(engine, rec, tiny_flux_dir, sampler="Euler", **edit_parts(gallery, source=SOURCE, strength=0.5))
+    assert failed is not None
+    ready, _, failed = run(engine, rec, tiny_flux_dir, sampler="Euler")
+    assert failed is None and ready.image.shape == (64, 64, 3)
+    # Flux dev takes the CFG scale as the network's guidance input, in the engine as in the family.
+    weaker, _, _ = run(engine, rec, tiny_flux_dir, sampler="Euler", cfg=2.0)
+    assert not np.array_equal(weaker.image, ready.image)

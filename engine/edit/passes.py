@@ -45,8 +45,7 @@ class EditJob:
         self.source = family.encode_image(inputs.work) if inputs.edits else None
         self.keep = None
         self.extra = None
-        extra_channels = getattr(family.denoiser.config, "in_channels", 0) - family.latent_format.channels
-        if extra_channels > 0:
+        if family.extra_input_channels > 0:
             # An inpainting U-Net always takes the mask and the masked picture; without a mask, all is masked.
             mask = inputs.work_mask if inputs.work_mask is not None else np.ones((request.height, request.width),
                                                                                   np.float32)
@@ -120,9 +119,7 @@ class EditJob:
     def hires_cond(self):
         """The prompt's conditioning at the hires size (SDXL's conditioning names the picture's size)."""
         if self._hires_cond is None:
-            r = self.request
-            width, height = self.hires_size
-            self._hires_cond = self.family.encode(r.prompt, r.negative_prompt, r.cfg > 1.0, height, width)
+            self._hires_cond = self.family.condition(self.request, self.hires_size)
         return self._hires_cond
 
     def finish(self, image: np.ndarray) -> np.ndarray:

@@ -145,6 +145,11 @@ class Family(ABC):
 
         raise ModelUnsupportedError(f"Editing pictures with {self.title} models is not available yet.")
 
+    @property
+    def extra_input_channels(self) -> int:
+        """Channels the network takes beyond the latents (an inpainting U-Net's mask and masked picture: 5)."""
+        return int(getattr(self.denoiser.config, "in_channels", 0)) - self.latent_format.channels
+
     def mask_to_latent(self, mask: np.ndarray):
         """A mask (float H×W in [0, 1], 1 = repaint) at latent resolution, shaped to multiply latents: each latent
         pixel takes the largest value of the image pixels it covers, so every pixel to repaint is free."""
@@ -155,17 +160,19 @@ class Family(ABC):
         m = torch.nn.functional.max_pool2d(m, f) if f > 1 else m
         return m.to(self.device.device, self.device.dtype)
 
-    def condition(self, request) -> Conditioning:
+    def condition(self, request, size: tuple[int, int] | None = None) -> Conditioning:
         """The conditioning of a request (a :class:`~engine.request.GenerationRequest`): its prompts, with a CFG
-        batch when its CFG scale is above 1. A family whose guidance is a network input (Flux) reads the scale
-        here. Refuses sizes the network cannot take, before any work."""
+        batch when its CFG scale is above 1, for pictures of its size or of ``size`` (width, height; the hires
+        fix's second pass). A family whose guidance is a network input (Flux) reads the scale here. Refuses sizes
+        the network cannot take, before any work."""
+        width, height = size or (request.width, request.height)
         m = self.size_multiple
-        if request.width % m or request.height % m:
+        if width % m or height % m:
             from ..errors import DarkroomError, ErrorKind
 
             raise DarkroomError(f"{self.title} models need a width and height that are multiples of {m}; "
-                                f"{request.width}×{request.height} is not.", kind=ErrorKind.VALIDATION)
-        return self.encode(request.prompt, request.negative_prompt, request.cfg > 1.0, request.height, request.width)
+                                f"{width}×{height} is not.", kind=ErrorKind.VALIDATION)
+        return self.encode(request.prompt, request.negative_prompt, request.cfg > 1.0, height, width)
 
     def schedule(self, sampler, steps: int, height: int, width: int):
         """A fresh scheduler for ``sampler`` with its ``steps`` timesteps set (on the CPU) for an image of

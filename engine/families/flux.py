@@ -145,11 +145,15 @@ class Flux(Family):
     def denoiser(self):
         return self.transformer
 
-    def condition(self, request) -> Conditioning:
+    @property
+    def extra_input_channels(self) -> int:
+        return 0  # the transformer's in_channels count packed 2×2 patches of the latents, nothing more
+
+    def condition(self, request, size: tuple[int, int] | None = None) -> Conditioning:
         """The prompt's conditioning, and for dev the request's CFG scale as the network's guidance input."""
         import torch
 
-        cond = super().condition(request)
+        cond = super().condition(request, size)
         if self.guidance_embeds:
             cond.tensors["guidance"] = torch.full((1,), float(request.cfg), dtype=torch.float32,
                                                   device=self.device.device)
