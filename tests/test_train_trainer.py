@@ -103,7 +103,7 @@ def test_training_is_seeded(tiny_cfg, tmp_path):
 def test_preview_fit_recovers_a_linear_decoder():
     import torch
 
-    from engine.train.trainer import fit_preview
+    from engine.train.export import fit_preview
 
     W = torch.tensor([[0.5, -0.2, 0.1], [0.1, 0.4, -0.3], [-0.2, 0.1, 0.6], [0.05, 0.05, 0.05]])
     b = torch.tensor([0.1, -0.1, 0.0])

@@ -4,7 +4,8 @@ Stage 1 trains an AutoencoderKL (reconstruction + KL). The images are then encod
 posteriors (mean, std). Stage 2 trains a small CLIPTextModel and a UNet2DConditionModel jointly with the
 DDPM objective L_simple = E‖ε − ε_θ(x_t, t, c)‖² on x_t = √ᾱ_t·x_0 + √(1−ᾱ_t)·ε (SD's scaled_linear
 schedule, so every standard scheduler samples it), dropping the caption for classifier-free guidance.
-The result is exported as a plain diffusers Stable Diffusion folder (fp16 safetensors) plus preview.json.
+The result is exported as a plain diffusers Stable Diffusion folder (fp16 safetensors) plus preview.json
+(:mod:`.export`).
 
 Runs on CUDA (bf16/fp16 autocast) or CPU, is seeded, resumable (checkpoints in the run folder), shows a
 progress bar and writes a CSV loss log per stage. Checkpoints are read back with ``torch.load(weights_only=True)``:
@@ -21,12 +22,12 @@ import json
 import math
 import os
 import random
-import shutil
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-PREVIEW_FILE = "preview.json"
+from .export import export_pipeline, fit_preview
+
 #: Name of the model folder a training run exports into, in the user's models folder by default.
 EXPORT_NAME = "darkroom-emoji-trained"
 
@@ -439,74 +440,6 @@ def train_unet(cfg: TrainConfig, lat_mean, lat_std, scale, captions, tokenizer, 
     ema.copy_to(params)
     unet.to(memory_format=torch.contiguous_format)  # safetensors stores contiguous tensors only
     return te.eval(), unet.eval(), step
-
-
-# ----------------------------------------------------------------------------- export
-
-def fit_preview(vae, lat_mean, scale, n: int = 512, seed: int = 0):
-    """Least-squares latent→RGB map: scaled latent (C) → decoded RGB in [-1, 1], per latent pixel."""
-    import torch
-    import torch.nn.functional as F
-
-    g = torch.Generator().manual_seed(seed)
-    idx = torch.randperm(len(lat_mean), generator=g)[:n]
-    z = lat_mean[idx]
-    with torch.no_grad():
-        rgb = torch.cat([vae.decode(z[i:i + 128].to(vae.device, vae.dtype)).sample.float().cpu()
-                         for i in range(0, len(z), 128)])
-    rgb = F.adaptive_avg_pool2d(rgb, z.shape[-2:])
-    X = (z * scale).permute(0, 2, 3, 1).reshape(-1, z.shape[1])
-    Y = rgb.permute(0, 2, 3, 1).reshape(-1, 3)
-    A = torch.cat([X, torch.ones(len(X), 1)], 1).double()
-    sol = torch.linalg.lstsq(A, Y.double()).solution.float()
-    pred = A.float() @ sol
-    rmse = float((pred - Y).pow(2).mean().sqrt())
-    return {"factors": [[round(float(v), 6) for v in row] for row in sol[:-1]],
-            "bias": [round(float(v), 6) for v in sol[-1]]}, rmse
-
-
-RECOMMENDED = {"sampler": "DDIM", "steps": 25, "cfg": 5.0}
-
-
-def export_pipeline(cfg: TrainConfig, vae, te, unet, tokenizer_dir: Path, scale: float, preview: dict,
-                    out_dir: Path, extra: dict | None = None):
-    """Write a plain diffusers Stable Diffusion folder (fp16 safetensors) + preview.json."""
-    import copy
-
-    import torch
-    from diffusers import DDIMScheduler, StableDiffusionPipeline
-    from transformers import CLIPTokenizer
-
-    vae = copy.deepcopy(vae).to("cpu", torch.float16)
-    vae.register_to_config(scaling_factor=round(scale, 6))
-    te = copy.deepcopy(te).to("cpu", torch.float16)
-    unet = copy.deepcopy(unet).to("cpu", torch.float16)
-    sched = DDIMScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012,
-                          beta_schedule="scaled_linear", clip_sample=False, set_alpha_to_one=False,
-                          steps_offset=1, prediction_type="epsilon")
-    tok = CLIPTokenizer.from_pretrained(str(tokenizer_dir))
-    pipe = StableDiffusionPipeline(vae=vae, text_encoder=te, tokenizer=tok, unet=unet, scheduler=sched,
-                                   safety_checker=None, feature_extractor=None, requires_safety_checker=False)
-    tmp = out_dir.with_name(out_dir.name + ".tmp-export")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    pipe.save_pretrained(str(tmp), safe_serialization=True)
-    # the CLIP-format files too (recent transformers writes only tokenizer.json)
-    for name in ("vocab.json", "merges.txt", "special_tokens_map.json"):
-        shutil.copy2(tokenizer_dir / name, tmp / "tokenizer" / name)
-    (tmp / PREVIEW_FILE).write_text(json.dumps(preview, indent=1) + "\n")
-    # the settings the evaluation measures it with, which the app applies when the model is chosen
-    (tmp / "darkroom.json").write_text(json.dumps({"recommended": RECOMMENDED}, indent=1) + "\n")
-    if extra:
-        (tmp / "training.json").write_text(json.dumps(extra, indent=1) + "\n")
-    # keep hand-written files (model card, images) that already live in the destination
-    if out_dir.exists():
-        for p in out_dir.iterdir():
-            if p.is_file() and not (tmp / p.name).exists():
-                shutil.copy2(p, tmp / p.name)
-        shutil.rmtree(out_dir)
-    os.replace(tmp, out_dir)
-    return out_dir
 
 
 # ----------------------------------------------------------------------------- driver
