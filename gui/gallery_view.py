@@ -24,15 +24,12 @@ import logging
 from pathlib import Path
 from typing import Callable
 
-from PySide6.QtCore import QItemSelectionModel, QPoint, QSize, Qt, QTimer, Signal
-from PySide6.QtGui import QAction, QGuiApplication, QImage, QKeySequence
+from PySide6.QtCore import QItemSelectionModel, QSize, QTimer, Signal
+from PySide6.QtGui import QGuiApplication, QImage
 from PySide6.QtWidgets import (
     QFileDialog,
-    QHBoxLayout,
     QLabel,
-    QMenu,
     QStackedWidget,
-    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -40,6 +37,7 @@ from PySide6.QtWidgets import (
 from engine.errors import DarkroomError
 from engine.gallery import Gallery, GridEntry, ImageRecord, SavedImage
 
+from .gallery_actions import make_actions, show_context_menu, update_actions
 from .gallery_model import GalleryModel, ThumbnailDelegate, ThumbnailLoader
 from .gallery_widgets import (
     GalleryGrid,
@@ -103,7 +101,8 @@ class GalleryView(QWidget):
         layout.addWidget(self.stack, 1)
         layout.addWidget(self.status)
 
-        self._make_actions()
+        layout.insertLayout(1, make_actions(self))
+        self._update_actions()
 
         self._search_timer = QTimer(self, singleShot=True, interval=SEARCH_DELAY_MS)
         self._search_timer.timeout.connect(self.refresh)
@@ -113,7 +112,7 @@ class GalleryView(QWidget):
         self.sort.currentIndexChanged.connect(lambda _i: self.refresh())
         self.autosave.toggled.connect(self.autosave_changed)
         self.grid.activated.connect(lambda ix: self.open_large(ix.row()))
-        self.grid.customContextMenuRequested.connect(self._context_menu)
+        self.grid.customContextMenuRequested.connect(lambda pos: show_context_menu(self, pos))
         self.grid.visible_rows_changed.connect(self._request_visible)
         self.model.modelReset.connect(lambda: QTimer.singleShot(0, self._request_visible))
         self.grid.selectionModel().currentChanged.connect(lambda *_: self._update_actions())
@@ -126,74 +125,10 @@ class GalleryView(QWidget):
 
         self.refresh()
 
-    # -- actions ----------------------------------------------------------------------------------------------
-    def _make_actions(self) -> None:
-        K = QKeySequence
-        table = (  # attribute, text, slot, shortcuts, tip
-            ("action_open", "Open large", self._open_current, [], ""),
-            ("action_use_all", "Use all parameters", self.use_all_parameters, [K("U")],
-             "Fill the generation form with this image's parameters (U)"),
-            ("action_use_seed", "Use seed", self.use_seed_of_current, [K("S")],
-             "Put this image's seed into the generation form (S)"),
-            ("action_favourite", "Favourite", self.toggle_favourite, [K("F")], "Mark or unmark as favourite (F)"),
-            ("action_delete", "Move to trash", self.delete_selected, [K(K.StandardKey.Delete)],
-             "Move the selected images to the trash (Delete)"),
-            ("action_reveal", "Show in folder", self.reveal_current, [K("Ctrl+R")],
-             "Show the file in the file manager (Ctrl+R)"),
-            ("action_copy_image", "Copy image", self.copy_image, [K(K.StandardKey.Copy)],
-             "Copy the image to the clipboard (Ctrl+C)"),
-            ("action_copy_parameters", "Copy parameters", self.copy_parameters, [K("Ctrl+Shift+C")],
-             "Copy the parameters as text (Ctrl+Shift+C)"),
-            ("action_export", "Export selection…", self.export_selection, [K("Ctrl+E")],
-             "Copy the selected images into a folder (Ctrl+E)"),
-            ("action_search", "Search", self._focus_search, [K(K.StandardKey.Find)], ""),
-            ("action_rescan", "Rescan folder", self.rescan, [K(K.StandardKey.Refresh)],
-             "Look for images added or deleted outside Darkroom (F5)"),
-        )
-        for attribute, text, slot, shortcuts, tip in table:
-            action = QAction(text, self)
-            action.setShortcuts(shortcuts)
-            action.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
-            action.setToolTip(tip)
-            action.triggered.connect(lambda _checked=False, slot=slot: slot())
-            self.addAction(action)
-            setattr(self, attribute, action)
-        bar = QHBoxLayout()
-        for action in (self.action_use_all, self.action_use_seed, self.action_favourite, self.action_copy_image,
-                       self.action_copy_parameters, self.action_reveal, self.action_export, self.action_delete):
-            button = QToolButton(self)
-            button.setDefaultAction(action)
-            button.setFocusPolicy(Qt.FocusPolicy.TabFocus)  # reachable with Tab; a click leaves focus on the grid
-            bar.addWidget(button)
-        bar.addStretch(1)
-        self.layout().insertLayout(1, bar)
-        self._update_actions()
-
+    # -- actions (gui/gallery_actions.py) -------------------------------------------------------------------------
     def _update_actions(self) -> None:
         has_current = self.current_entry() is not None
-        has_selection = bool(self.grid.selectionModel().hasSelection())
-        for action in (self.action_use_all, self.action_use_seed, self.action_reveal, self.action_copy_image,
-                       self.action_copy_parameters, self.action_open):
-            action.setEnabled(has_current)
-        for action in (self.action_favourite, self.action_delete, self.action_export):
-            action.setEnabled(has_selection or has_current)
-
-    def _context_menu(self, pos: QPoint) -> None:
-        index = self.grid.indexAt(pos)
-        if not index.isValid():  # the menu key: show the menu at the current image
-            index = self.grid.currentIndex()
-            if not index.isValid():
-                return
-            pos = self.grid.visualRect(index).center()
-        menu = QMenu(self)
-        for action in (self.action_open, None, self.action_use_all, self.action_use_seed, None, self.action_favourite,
-                       self.action_copy_image, self.action_copy_parameters, self.action_reveal, self.action_export,
-                       None, self.action_delete):
-            if action is None:
-                menu.addSeparator()
-            else:
-                menu.addAction(action)
-        menu.exec(self.grid.viewport().mapToGlobal(pos))
+        update_actions(self, has_current, bool(self.grid.selectionModel().hasSelection()))
 
     # -- loading ------------------------------------------------------------------------------------------------
     def _query(self) -> list[GridEntry]:
