@@ -9,9 +9,10 @@ runtime on the engine's worker thread):
   attention runs through PyTorch's scaled-dot-product attention (diffusers' default; a classic processor is
   replaced).
 - **Compile in the background, never in the way.** The first generation of a shape (model, latent size, CFG
-  batch, dtype, text length) runs eagerly while a daemon thread runs ``torch.compile`` (static shapes,
-  ``dynamic=False``) on an example input of that shape. The worker thread never compiles: compiled code is only
-  called under ``set_stance("fail_on_recompile")``, so a guard miss raises instead of blocking for a minute.
+  batch, dtype, text length: an :class:`engine.compile_keys.ShapeKey`) runs eagerly while a daemon thread runs
+  ``torch.compile`` (static shapes, ``dynamic=False``) on an example input of that shape. The worker thread
+  never compiles: compiled code is only called under ``set_stance("fail_on_recompile")``, so a guard miss raises
+  instead of blocking for a minute.
 - **CUDA graphs, captured by us.** When a shape's compile is done, the next generation captures one CUDA graph
   of the compiled denoiser on the worker thread (static input buffers, one memory pool shared by all shapes of the
   model) and replays it every step. We capture ourselves instead of using ``mode="reduce-overhead"`` because
@@ -38,17 +39,15 @@ thread) is written so tests can drive it on a CPU by injecting the compile funct
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import threading
 import time
 import weakref
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable
 
 from .compile_cache import MANIFEST_NAME, Manifest, compile_cache_dir, configure_compile_cache
+from .compile_keys import ShapeKey, environment, map_tensors, model_identity, shape_key, walk_tensors, zero_inputs
 from .preview import DevicePreviews, HostPreviews
 
 log = logging.getLogger(__name__)
@@ -61,93 +60,6 @@ MAX_SHAPES = 4
 INDUCTOR_OPTIONS: dict[str, Any] = {"conv_1x1_as_mm": True}
 
 _INSTANCES: "weakref.WeakSet[FastPath]" = weakref.WeakSet()
-
-
-# ------------------------------------------------------------------------------------------------ keys
-def _walk(tree, path: str = ""):
-    """(path, tensor) for every tensor in a call's arguments (tuples, lists and dicts, in their order)."""
-    import torch
-
-    if isinstance(tree, dict):
-        for name, value in tree.items():
-            yield from _walk(value, f"{path}.{name}" if path else str(name))
-    elif isinstance(tree, (tuple, list)):
-        for i, value in enumerate(tree):
-            yield from _walk(value, f"{path}.{i}" if path else str(i))
-    elif torch.is_tensor(tree):
-        yield path, tree
-
-
-def _map(tree, fn):
-    """``tree`` with every tensor replaced by ``fn(tensor)``; other values kept."""
-    import torch
-
-    if isinstance(tree, dict):
-        return {name: _map(value, fn) for name, value in tree.items()}
-    if isinstance(tree, (tuple, list)):
-        return type(tree)(_map(value, fn) for value in tree)
-    return fn(tree) if torch.is_tensor(tree) else tree
-
-
-@dataclass(frozen=True)
-class ShapeKey:
-    """Everything a compiled, graphed denoiser is specialised on. A new key means a new compile (or eager)."""
-
-    model: str  # model identity: path, weights hash and denoiser config
-    inputs: tuple[tuple[str, tuple[int, ...], str], ...]  # every tensor argument: (path, shape, dtype), sample first
-
-    @property
-    def latent(self) -> tuple[int, ...]:
-        """Shape of the latents the denoiser gets (CFG batch included)."""
-        return self.inputs[0][1]
-
-    @property
-    def dtype(self) -> str:
-        return self.inputs[0][2]
-
-    @property
-    def label(self) -> str:
-        if len(self.latent) == 4:
-            b, _, h, w = self.latent
-            return f"{w}x{h} latents, batch {b}, {self.dtype}"
-        return f"{'x'.join(map(str, self.latent))} latents, {self.dtype}"
-
-    def digest(self, env: str = "") -> str:
-        text = json.dumps([env, self.model, self.inputs])
-        return hashlib.sha256(text.encode("utf-8")).hexdigest()[:20]
-
-
-def model_identity(model) -> str:
-    """A loaded model's identity for compiled artefacts: its path, weights hash and denoiser configuration."""
-    config = json.dumps(dict(model.family.denoiser.config), sort_keys=True, default=str)
-    conf_hash = hashlib.sha256(config.encode("utf-8")).hexdigest()[:12]
-    return f"{Path(model.entry.path).resolve()}|{model.model_hash}|{conf_hash}"
-
-
-def shape_key(identity: str, example: tuple[tuple, dict]) -> ShapeKey:
-    """The key of one denoising loop from an example of the denoiser's arguments (``Family.example_inputs``):
-    the shape and dtype of every tensor, latents (CFG batch included) first."""
-    inputs = tuple((path, tuple(int(s) for s in t.shape), str(t.dtype).replace("torch.", ""))
-                   for path, t in _walk(example))
-    return ShapeKey(identity, inputs)
-
-
-def environment() -> str:
-    """What compiled artefacts depend on besides the model: torch and the GPU."""
-    import torch
-
-    parts = [f"torch {torch.__version__}"]
-    if torch.cuda.is_available():
-        parts.append(f"cuda {torch.version.cuda} {torch.cuda.get_device_name(0)}")
-    return ", ".join(parts)
-
-
-def zero_inputs(example: tuple[tuple, dict], device: str) -> tuple[tuple, dict]:
-    """Zero-filled denoiser arguments shaped like ``example``, on ``device``, made like the loop makes its own
-    (call inside ``torch.inference_mode()``: Dynamo guards on it). The timestep stays a 0-d float32 tensor."""
-    import torch
-
-    return _map(example, lambda t: torch.zeros(t.shape, dtype=t.dtype, device=device))
 
 
 def default_compile(denoiser):
@@ -192,7 +104,7 @@ class CompiledDenoiser(_Guarded):
     def _compiled_call(self, args, kwargs):
         import torch
 
-        args = _map(args, lambda t: t.contiguous())  # strides are guarded: hand over the warm-up's
+        args = map_tensors(args, lambda t: t.contiguous())  # strides are guarded: hand over the warm-up's
         with torch.compiler.set_stance("fail_on_recompile"):
             out = self._compiled(*args, **kwargs)
         return (out[0],)
@@ -224,10 +136,10 @@ class GraphedDenoiser(_Guarded):
             with torch.cuda.graph(graph, pool=pool, capture_error_mode="thread_local"):
                 out = compiled(*args, **kwargs)[0]
             torch.cuda.current_stream().synchronize()
-        return cls(fast, key, eager, graph, [t for _, t in _walk((args, kwargs))], out)
+        return cls(fast, key, eager, graph, [t for _, t in walk_tensors((args, kwargs))], out)
 
     def _compiled_call(self, args, kwargs):
-        given = [t for _, t in _walk((args, kwargs))]
+        given = [t for _, t in walk_tensors((args, kwargs))]
         if len(given) != len(self._inputs) or any(a.shape != b.shape for a, b in zip(given, self._inputs)):
             return self._eager(*args, **kwargs)
         for buffer, value in zip(self._inputs, given):

@@ -13,12 +13,13 @@ import numpy as np
 import pytest
 import torch
 
-from engine import compile_cache, fastpath, preview as previews
+from engine import compile_cache, compile_keys, fastpath, preview as previews
 from engine.engine import EngineOptions, PreviewOptions
 from engine.events import Finished, ImageReady, Preview, Progress
 from engine.families import sd, sdxl
 from engine.compile_cache import Manifest
-from engine.fastpath import FastPath, shape_key
+from engine.compile_keys import shape_key
+from engine.fastpath import FastPath
 from engine.preview import LatentPreview
 from tests.engine_helpers import Recorder, request_for
 
@@ -150,10 +151,10 @@ def test_model_identity_follows_weights_and_config(tmp_path):
         return SimpleNamespace(family=SimpleNamespace(denoiser=denoiser), entry=SimpleNamespace(path=tmp_path),
                                model_hash=hash_)
 
-    a = fastpath.model_identity(model("aaaa"))
-    assert a == fastpath.model_identity(model("aaaa"))
-    assert a != fastpath.model_identity(model("bbbb"))  # new weights
-    assert a != fastpath.model_identity(model("aaaa", channels=9))  # another architecture
+    a = compile_keys.model_identity(model("aaaa"))
+    assert a == compile_keys.model_identity(model("aaaa"))
+    assert a != compile_keys.model_identity(model("bbbb"))  # new weights
+    assert a != compile_keys.model_identity(model("aaaa", channels=9))  # another architecture
 
 
 # ------------------------------------------------------------------------------------------------ compile policy
