@@ -3,7 +3,8 @@
 Never imports Qt. Bad input ends with a one-line message on stderr and a non-zero exit code (2 for bad usage),
 never a traceback (``--debug`` shows one). Every subcommand sets ``handler``: a function of the parsed
 arguments that returns the exit code. ``darkroom generate``'s options come from the field registry
-(:data:`engine.fields.FIELDS`), so a field with a ``cli`` option is an option here without any edit.
+(:data:`engine.fields.FIELDS`), so a field with a ``cli`` option is an option here without any edit; its picture
+editing options (``--init-image``, ``--mask``, ``--hires``, ``--control``…) come from :mod:`engine.cli_edit`.
 """
 
 from __future__ import annotations
@@ -83,10 +84,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     # Imported here, not at the top: importing engine.cli (as the launcher does) must not import them.
     from .gallery.cli import register as register_gallery
+    from .cli_edit import add_edit_options
     from .lab_cli import add_animation_option, register as register_grid
     from .train.cli import register as register_training
 
     add_animation_option(gen)
+    add_edit_options(gen)
     register_grid(sub)
     register_gallery(sub)
     register_training(sub)
@@ -101,6 +104,7 @@ def generation_values(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_generate(args) -> int:
+    from .cli_edit import output_root, plan_edits
     from .models import native_size
 
     values = generation_values(args)
@@ -109,8 +113,7 @@ def cmd_generate(args) -> int:
         built = build_request(**values)
     except ValidationError as exc:
         raise CliError(str(exc), EXIT_USAGE) from None
-    for notice in built.notices:
-        print(f"note: {notice}", file=sys.stderr)
+    plan = plan_edits(args, values)  # every editing option and picture checked; nothing stored yet
     if args.out is not None:
         check_out_folder(args.out)  # before the model loads, not after the first image is made
     from .models import resolve
@@ -119,6 +122,10 @@ def cmd_generate(args) -> int:
         resolve(built.request.model)  # fail fast, before the engine starts
     except DarkroomError as exc:
         raise CliError(exc.message) from None
+    if plan is not None:
+        built = plan.build(output_root(args))  # pictures stored where the images go, so their recipes find them
+    for notice in built.notices:
+        print(f"note: {notice}", file=sys.stderr)
     return run_generation(built.request, args)
 
 
@@ -136,6 +143,7 @@ def check_out_folder(folder: Path) -> None:
 
 
 def run_generation(request, args) -> int:
+    from .cli_edit import relative_to_root
     from .engine import Engine, EngineOptions, PreviewOptions
     from .events import Cancelled, Failed, Finished, ImageReady, Progress, Started
     from .gallery import Gallery
@@ -158,6 +166,7 @@ def run_generation(request, args) -> int:
             bar.refresh()
         elif isinstance(event, ImageReady):
             try:
+                event = relative_to_root(event, gallery.root if gallery else args.out)
                 path = gallery.save(event).path if gallery else save_to_folder(event, args.out)
                 outcome["saved"].append(path)
                 print(path, flush=True)

@@ -14,7 +14,9 @@ reads anyone's. The parser is a linear scan (no backtracking regular expressions
 it hang; it never raises for any ``str``.
 
 Sampler names map to A1111's ``Sampler`` and ``Schedule type`` through the sampler table
-(:mod:`engine.samplers`); the other keys come from the field registry (:mod:`engine.fields`).
+(:mod:`engine.samplers`); the other keys come from the field registry (:mod:`engine.fields`), and those of
+picture edits (``Denoising strength``, ``Mask blur``, ``Hires upscale``, ``ControlNet 0``…) from
+:mod:`engine.gallery.infotext_edits`.
 """
 
 from __future__ import annotations
@@ -71,7 +73,8 @@ def format_infotext(
     model_hash: str = "",
     version: str = "",
 ) -> str:
-    """The ``parameters`` text for ``request`` (one image of it: its own seed), keys in the registry's order."""
+    """The ``parameters`` text for ``request`` (one image of it: its own seed), keys in the registry's order, then
+    those of its edits."""
     params: dict[str, object] = {}
     for f in FIELDS:
         value = getattr(request, f.name)
@@ -88,7 +91,10 @@ def format_infotext(
         else:
             params[f.a1111] = format_number(value)
     ordered = {k: params.pop(k) for k in _A1111_ORDER if k in params}
-    params = {**ordered, **params, "Version": version or None}
+    # Imported here: that module reads this one's helpers.
+    from .infotext_edits import edit_params
+
+    params = {**ordered, **params, **edit_params(request), "Version": version or None}
     text = request.prompt
     if request.negative_prompt:
         text += f"\nNegative prompt: {request.negative_prompt}"

@@ -29,6 +29,7 @@ from .. import __version__, samplers
 from ..fields import FIELD
 from ..request import PART_NAMES, REQUEST_FORMAT_VERSION, GenerationRequest, ValidationError, build_request
 from . import infotext as _infotext
+from .infotext_edits import is_edit_key, read_edit_params
 from .other_tools import parse_comfyui, parse_fooocus, parse_invokeai, parse_invokeai_legacy
 from .parameters import MAX_PROMPT_CHARS, SOURCE_LABELS, ImageParameters, finish, load_json
 from .pngtext import PNG_SIGNATURE, MetadataError, PngText, read_png_text, read_png_text_from
@@ -167,13 +168,18 @@ def parse_a1111(text: str) -> ImageParameters:
             warnings.append(warning)
         if name is not None:
             raw["sampler"] = name
-    ignored = [k for k in p if k not in _A1111_USED and k != "Version"]
+    hires, edit = read_edit_params(p, warnings)
+    if edit.keys() - {"resize"}:
+        # Only Darkroom's own chunk references pictures; infotext cannot bring them back.
+        warnings.append("This image was made from other pictures (a source image, mask or control image) that its "
+                        "parameters cannot bring back; their settings were read, the pictures must be chosen again.")
+    ignored = [k for k in p if k not in _A1111_USED and k != "Version" and not is_edit_key(k)]
     if ignored:
         shown = ", ".join(k[:40] for k in ignored[:8]) + ("…" if len(ignored) > 8 else "")
         warnings.append(f"Settings Darkroom does not use were ignored: {shown}.")
     if not p:
         warnings.append("Only a prompt was found; steps, seed and the other settings are missing.")
-    return finish(
+    result = finish(
         "a1111",
         raw,
         warnings,
@@ -181,6 +187,23 @@ def parse_a1111(text: str) -> ImageParameters:
         model_hash=p.get("Model hash", ""),
         extra={k: v for k, v in p.items() if k not in _A1111_USED},
     )
+    return _with_edits(result, hires, edit)
+
+
+def _with_edits(result: ImageParameters, hires: Any, edit: dict[str, Any]) -> ImageParameters:
+    """``result`` with the hires fix as a part, when it fits the fields read (its size is bounded), and the
+    edit settings."""
+    parts: dict[str, Any] = {}
+    warnings = list(result.warnings)
+    if hires is not None:
+        try:
+            build_request(**result.fields, hires=hires)
+            parts["hires"] = hires
+        except ValidationError as exc:
+            warnings.append(f"The hires fix was not restored: {exc.errors.get('hires', str(exc))[:200]}")
+    if not parts and not edit and len(warnings) == len(result.warnings):
+        return result
+    return dataclasses.replace(result, parts=parts, edit=edit, warnings=tuple(dict.fromkeys(warnings)))
 
 
 # -- dispatch ---------------------------------------------------------------------------------------------------

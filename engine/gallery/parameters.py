@@ -50,9 +50,15 @@ class ImageParameters:
     warnings: tuple[str, ...] = ()
     extra: Mapping[str, str] = field(default_factory=dict)
     created: float | None = None
-    #: Validated recipe parts (source image, mask, LoRAs, controls) from Darkroom's own chunk. Their image paths
-    #: are relative to the gallery folder and only count where the file's hash matches.
+    #: Validated recipe parts (source image, mask, LoRAs, controls) from Darkroom's own chunk, and a hires fix
+    #: from any infotext. Their image paths are relative to the gallery folder and only count where the file's
+    #: hash matches.
     parts: Mapping[str, Any] = field(default_factory=dict)
+    #: Checked settings of picture edits that infotext names without their pictures (A1111's "Denoising
+    #: strength", "Mask blur"…): keyword arguments for ``engine.edit.edit_parts`` (strength, resize, mask_blur,
+    #: mask_invert, only_masked, mask_padding, outpaint, controls as ``ControlInput`` settings without the image),
+    #: to use once the pictures are chosen again. Never part of :meth:`build`.
+    edit: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def source_label(self) -> str:
@@ -70,6 +76,7 @@ class ImageParameters:
             "model_hash": self.model_hash,
             "warnings": list(self.warnings),
             "extra": dict(self.extra),
+            "edit": dict(self.edit),
         }
 
 
