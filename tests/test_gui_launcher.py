@@ -58,8 +58,7 @@ def test_no_arguments_or_app_open_the_window(monkeypatch, argv, expected):
 
 def test_window_is_shown_before_torch_is_imported(darkroom_home):
     out = _run("""
-        import sys, time
-        t0 = time.perf_counter()
+        import sys
         from gui.app import create_application
         app = create_application()
         from gui.main_window import MainWindow
@@ -69,7 +68,7 @@ def test_window_is_shown_before_torch_is_imported(darkroom_home):
         wait_until(lambda: w.first_paint_at is not None, 20)
         wait_until(lambda: w.status.device_label.text() != "", 40)
         print("SHOWN", w.first_paint_at is not None, "TORCH", w.torch_loaded_at_first_paint,
-              "MS", round((w.first_paint_at - t0) * 1000), "READY", "torch" in sys.modules and w.status.device_label.text() != "")
+              "READY", "torch" in sys.modules and w.status.device_label.text() != "")
         w.close()
     """)
     assert out.returncode == 0, out.stderr
