@@ -143,7 +143,6 @@ def check_out_folder(folder: Path) -> None:
 
 
 def run_generation(request, args) -> int:
-    from .cli_edit import relative_to_root
     from .engine import Engine, EngineOptions, PreviewOptions
     from .events import Cancelled, Failed, Finished, ImageReady, Progress, Started
     from .gallery import Gallery
@@ -166,7 +165,6 @@ def run_generation(request, args) -> int:
             bar.refresh()
         elif isinstance(event, ImageReady):
             try:
-                event = relative_to_root(event, gallery.root if gallery else args.out)
                 path = gallery.save(event).path if gallery else save_to_folder(event, args.out)
                 outcome["saved"].append(path)
                 print(path, flush=True)
@@ -213,9 +211,10 @@ def save_to_folder(ready, folder: Path) -> Path:
     from datetime import datetime
 
     from .gallery import Gallery, store
+    from .gallery.gallery import stored_recipe
 
     now = datetime.now().astimezone()
-    data = Gallery.encode(ready, now)
+    data = Gallery.encode(stored_recipe(ready, folder), now)
     try:
         folder.mkdir(parents=True, exist_ok=True)
         return store.write_new_file(folder, lambda: store.image_file_name(now, ready.request.seed), data)

@@ -9,8 +9,8 @@
 :func:`plan_edits` checks every option (with the request's own parts, so the messages are the window's) and reads
 every picture before anything is stored or any model loads; :meth:`EditPlan.build` then stores the pictures by
 content under the folder the images are saved into (the gallery, or ``--out``), so each saved image's recipe
-names them by hash, relative to that folder (:func:`relative_to_root`). Never imports Qt; runs on the command
-line's main thread, except :func:`relative_to_root`, which the engine's event thread calls (pure).
+names them by hash, relative to that folder (``engine.gallery.gallery.stored_recipe``). Never imports Qt; runs
+on the command line's main thread.
 """
 
 from __future__ import annotations
@@ -280,13 +280,3 @@ def output_root(args) -> Path:
         raise CliError(f"The gallery folder {root} does not exist (is a drive disconnected?). Reconnect it or "
                        "choose another gallery folder.", EXIT_FAILED)
     return root
-
-
-def relative_to_root(ready, root: Path):
-    """A finished image whose recipe names its pictures relative to ``root`` (where they are stored), as saved
-    metadata must: never the user's folders, and found again by hash under the folder the image is in."""
-    if not (ready.request.source or ready.request.mask or ready.request.controls):
-        return ready
-    from .images import relative_refs
-
-    return dataclasses.replace(ready, request=relative_refs(ready.request, root))

@@ -14,6 +14,7 @@ from PySide6.QtCore import QPoint, QRect, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPaintEvent, QPalette, QPen, QResizeEvent
 from PySide6.QtWidgets import QPushButton, QSizePolicy, QWidget
 
+from .open_parameters import image_paths_from_mime
 from .viewmodel import Frame
 
 
@@ -37,6 +38,8 @@ class PreviewCanvas(QWidget):
 
     #: the person double-clicked the image (the window offers the full-size view / save)
     activated = Signal()
+    #: a picture file was dropped on the canvas (the window starts editing it)
+    image_dropped = Signal(object)  # Path
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -44,6 +47,7 @@ class PreviewCanvas(QWidget):
         self.setMinimumSize(200, 200)
         self.setAttribute(Qt.WidgetAttribute.WA_OpaquePaintEvent, True)
         self.setFocusPolicy(Qt.FocusPolicy.ClickFocus)
+        self.setAcceptDrops(True)
         self._image: QImage | None = None
         self._frame: Frame | None = None
         self._scaled: QImage | None = None
@@ -191,6 +195,18 @@ class PreviewCanvas(QWidget):
         painter.setPen(self.palette().color(QPalette.ColorRole.PlaceholderText))
         painter.drawText(text_rect, Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignTop | Qt.TextFlag.TextWordWrap,
                          self._empty_text)
+
+    def dragEnterEvent(self, event) -> None:  # noqa: N802
+        if image_paths_from_mime(event.mimeData()):
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    def dropEvent(self, event) -> None:  # noqa: N802
+        paths = image_paths_from_mime(event.mimeData())
+        if paths:
+            event.acceptProposedAction()
+            self.image_dropped.emit(paths[0])
 
     def mouseDoubleClickEvent(self, event) -> None:  # noqa: N802
         if self._image is not None:

@@ -342,6 +342,7 @@ class FormPanel(QWidget):
         box_layout = QVBoxLayout(box)
         box_layout.setContentsMargins(12, 10, 8, 10)
         box_layout.addWidget(self.form)
+        self._sections = box_layout
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
         scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
@@ -355,5 +356,15 @@ class FormPanel(QWidget):
         layout.setSpacing(0)
         layout.addWidget(scroll, 1)
         layout.addLayout(buttons)
+        self._box, self._scroll = box, scroll
+        self._fit_width()
+
+    def add_section(self, widget: QWidget) -> None:
+        """Put ``widget`` below the form, in the same scroll area (e.g. the picture-editing panel)."""
+        self._sections.addWidget(widget)
+        self._fit_width()
+
+    def _fit_width(self) -> None:
+        box, scroll = self._box, self._scroll
         # Wide enough for the form without a horizontal scroll bar (plus the vertical one).
         self.setMinimumWidth(box.minimumSizeHint().width() + scroll.verticalScrollBar().sizeHint().width() + 2)

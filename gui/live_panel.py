@@ -4,9 +4,19 @@ what the canvas shows. Bound to a :class:`gui.viewmodel.JobsModel`; GUI thread o
 from __future__ import annotations
 
 from PySide6.QtGui import QAction
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QToolButton, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QStackedWidget,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
 
 from .canvas import PreviewCanvas
+from .mask_editor import MaskEditor
 from .results import Result
 from .viewmodel import JobsModel, ProgressState, Shown
 
@@ -40,6 +50,10 @@ class LivePanel(QWidget):
         self._jobs = jobs
         self._mode = "x0"
         self.canvas = PreviewCanvas()
+        self.mask_editor = MaskEditor()
+        self.stack = QStackedWidget()
+        self.stack.addWidget(self.canvas)
+        self.stack.addWidget(self.mask_editor)
         self.live_button = QPushButton("Back to live view")
         self.live_button.setToolTip("Show the picture being made again")
         self.live_button.hide()
@@ -66,7 +80,7 @@ class LivePanel(QWidget):
         layout.setContentsMargins(8, 10, 8, 10)
         layout.setSpacing(8)
         layout.addLayout(top_row)
-        layout.addWidget(self.canvas, 1)
+        layout.addWidget(self.stack, 1)
         layout.addWidget(self.progress_bar)
         layout.addWidget(self.explanation)
 
@@ -76,7 +90,20 @@ class LivePanel(QWidget):
         jobs.jobs_changed.connect(self._update_live_button)
         jobs.results.changed.connect(self._result_changed)
         self.live_button.clicked.connect(jobs.follow_live_view)
+        self.mask_editor.done.connect(self.show_canvas)
+        jobs.jobs_changed.connect(lambda: self._jobs.busy and self.show_canvas())
         self.explain()
+
+    def show_mask_editor(self) -> None:
+        """Show the mask editor in place of the canvas (:meth:`MaskEditor.edit` says what it paints)."""
+        self.stack.setCurrentWidget(self.mask_editor)
+
+    def show_canvas(self) -> None:
+        self.stack.setCurrentWidget(self.canvas)
+
+    @property
+    def editing_mask(self) -> bool:
+        return self.stack.currentWidget() is self.mask_editor
 
     def set_preview_mode(self, mode: str) -> None:
         self._mode = mode

@@ -40,6 +40,8 @@ from . import actions as actions_mod
 from .theme import app_icon
 from .banner import Message, MessageBanner
 from .bridge import Bridge
+from .edit_controller import SEND_TARGETS, EditController
+from .edit_panel import EditPanel
 from .form import FormPanel
 from .gallery_controller import GalleryController, open_gallery
 from .gallery_tab import GalleryTab
@@ -131,6 +133,9 @@ class MainWindow(QMainWindow):
         self.generate_button = self.form_panel.generate_button
         self.cancel_button = self.form_panel.cancel_button
         self.live = LivePanel(self.jobs, self.commands.preview)
+        self.edit = EditController(self.form_model, self.gallery, self.live, self)
+        self.edit_panel = EditPanel(self.edit.model, self._dialog_dir)
+        self.form_panel.add_section(self.edit_panel)
         self.session = SessionPanel(self.jobs)
         self.splitter = QSplitter(Qt.Orientation.Horizontal)
         for i, (panel, stretch) in enumerate(((self.form_panel, 0), (self.live, 1), (self.session, 0))):
@@ -177,6 +182,10 @@ class MainWindow(QMainWindow):
         strip.save_as_requested.connect(self.save_result_as)
         strip.use_parameters_requested.connect(lambda r: self.use_parameters(r.request))
         strip.use_seed_requested.connect(lambda r: self.use_seed(r.request.seed))
+        strip.send_requested.connect(self.edit.send_result)
+        self.edit_panel.paint_requested.connect(self.edit.paint)
+        for source in (self.edit_panel, self.edit):
+            source.message.connect(self.banner.show_message)
         self.generate_button.clicked.connect(self.generate)
         self.cancel_button.clicked.connect(self.jobs.cancel_current)
         self.live.canvas.activated.connect(self.save_current_as)
@@ -282,7 +291,10 @@ class MainWindow(QMainWindow):
             self.banner.error(NO_MODEL_TEXT)
             return None
         try:
-            built = self.form_model.build()
+            built = self.form_model.build(self.edit.parts())
+        except DarkroomError as exc:  # a picture of the edit could not be read or stored
+            self.banner.error(exc.message, exc.details)
+            return None
         except ValidationError as exc:
             problems = list(exc.errors.values())
             self.banner.error(problems[0] if len(problems) == 1 else "Some settings need fixing: " + " ".join(problems))
@@ -378,6 +390,9 @@ class MainWindow(QMainWindow):
             menu.addSeparator()
             menu.addAction("Use these parameters", lambda: self.use_parameters(result.request))
             menu.addAction(f"Use seed {result.request.seed}", lambda: self.use_seed(result.request.seed))
+            menu.addSeparator()
+            for target, text in SEND_TARGETS.items():
+                menu.addAction(text, lambda t=target: self.edit.send_result(t, result))
         self.commands.save_as.setEnabled(result is not None)
         menu.exec(self.live.canvas.mapToGlobal(pos))
         self.commands.save_as.setEnabled(True)
@@ -411,7 +426,9 @@ class MainWindow(QMainWindow):
 
     # -- parameters from elsewhere ----------------------------------------------------------------------------
     def use_parameters(self, request: GenerationRequest) -> None:
+        """Fill the form and the edit with a recipe: remaking it gives the same picture."""
         self.form_model.set_request(request)
+        self.edit.restore(request)
         self.tabs.setCurrentIndex(0)
         self.status.showMessage("Parameters filled in from the picture.", 4000)
 

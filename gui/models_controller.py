@@ -48,12 +48,22 @@ class ModelsController(QObject):
         self._form = form
         self._choices: list[ModelChoice] = []
         self._in_force: dict = {}
+        form.value_changed.connect(self._model_named)
 
     def choices(self) -> list[ModelChoice]:
         return list(self._choices)
 
     def has_models(self) -> bool:
         return bool(self._choices)
+
+    def _model_named(self, name: str, value) -> None:
+        """A recipe names its model by name (its metadata never holds the user's folders): where that is a model
+        added by path, the form takes the menu's entry for it, so the recipe runs on the same model."""
+        if name != "model" or not value or any(c.value == value for c in self._choices):
+            return
+        match = next((c.value for c in self._choices if c.label.lower() == str(value).lower()), None)
+        if match is not None:
+            self._form.set_value("model", match)
 
     def refresh(self) -> None:
         """List the models again; the form keeps its model when it is still there, else takes the first."""

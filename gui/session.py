@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from .edit_model import SEND_TARGETS
 from .results import THUMB, Result, ResultKey, ResultStore
 from .viewmodel import JobInfo, JobsModel
 
@@ -31,6 +32,8 @@ class SessionStrip(QListWidget):
     save_as_requested = Signal(object)
     use_parameters_requested = Signal(object)
     use_seed_requested = Signal(object)
+    #: (target, Result): "Send to image to image / inpaint / outpaint / hires fix"
+    send_requested = Signal(str, object)
 
     def __init__(self, store: ResultStore, parent: QWidget | None = None):
         super().__init__(parent)
@@ -111,6 +114,9 @@ class SessionStrip(QListWidget):
             action = QAction(text, menu)
             action.triggered.connect(lambda _=False, s=signal: s.emit(result))
             menu.addAction(action)
+        menu.addSeparator()
+        for target, text in SEND_TARGETS.items():
+            menu.addAction(text, lambda t=target: self.send_requested.emit(t, result))
         menu.exec(self.viewport().mapToGlobal(pos))
 
 

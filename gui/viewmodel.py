@@ -84,8 +84,9 @@ class FormModel(QObject):
     def set_request(self, request: GenerationRequest) -> None:
         self.set_values(request.core())
 
-    def build(self) -> BuiltRequest:
-        """The request these values make. Raises :class:`ValidationError` and marks the fields it names.
+    def build(self, parts: Mapping[str, Any] | None = None) -> BuiltRequest:
+        """The request these values make, with the request ``parts`` given (a source image, a mask…). Raises
+        :class:`ValidationError` and marks the fields it names.
 
         Values the builder rounds (sizes to a multiple of 8) are written back, so the form shows what was used."""
         values = {}
@@ -93,7 +94,7 @@ class FormModel(QObject):
             kind = fields.FIELD[name].kind
             values[name] = value.strip() if kind == "text" else (value.strip() or "random") if kind == "seed" else value
         try:
-            built = build_request(**values)
+            built = build_request(**values, **(parts or {}))
         except ValidationError as exc:
             self._set_errors({k: v for k, v in exc.errors.items() if k in fields.FIELD})
             raise

@@ -115,3 +115,53 @@ def engine(rec):
     eng = make_engine(rec)
     yield eng
     assert eng.shutdown(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Keep a core free for the GUI thread on a small shared machine."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def make_window(qtbot, tiny_model_dir, one_torch_thread):
+    """A factory of windows on the real engine with the tiny model; each is closed, and its engine and saver
+    threads checked to have ended, after the test."""
+    from engine.engine import EngineOptions, PreviewOptions
+    from gui.main_window import MainWindow
+    from gui.testing import wait_until
+
+    windows: list[MainWindow] = []
+    holds: list = []
+
+    def make(*, model: bool = True, preview_interval: float = 0.0, gallery="default", start: bool = True,
+             hold=None):
+        options = EngineOptions(device="cpu", preview=PreviewOptions(mode="x0", interval_s=preview_interval))
+        window = MainWindow(engine_options=options, gallery=gallery, start_engine=False)
+        qtbot.addWidget(window)
+        windows.append(window)
+        if hold is not None:
+            holds.append(hold)
+            window.bridge.engine_tap = hold
+        window.resize(1200, 800)
+        window.show()
+        qtbot.waitExposed(window)
+        if model:
+            assert window.models.add_path(tiny_model_dir)
+        if start:
+            window.start_engine()
+            wait_until(lambda: window.status.device_label.text() != "")
+        return window
+
+    yield make
+    for hold in holds:
+        hold.release()
+    for window in windows:
+        window.close()
+        assert window.bridge.wait_stopped(30), "the engine thread did not end"
+        assert not window.gallery.saving, "the saver thread outlived the window"

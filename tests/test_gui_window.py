@@ -13,96 +13,11 @@ import pytest
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import QApplication, QFileDialog, QLabel, QToolButton
 
-from engine.engine import EngineOptions, PreviewOptions
-from engine.events import Event, ImageReady, Preview, Progress
+from engine.events import ImageReady, Preview
 from engine.request import GenerationRequest
 from gui.main_window import MainWindow
 from gui.testing import spin, wait_until
-
-
-class EngineHold:
-    """An engine tap (:attr:`gui.bridge.Bridge.engine_tap`) that holds the worker thread at every event of type
-    ``on`` from step ``at_step`` on, after the event has been queued for the window, until the test lets it pass."""
-
-    def __init__(self, on: type = Progress, at_step: int = 1):
-        self._on = on
-        self._from = at_step
-        self._cond = threading.Condition()
-        self._passes = 0
-        self._open = False
-        self.waiting: Event | None = None  # the event the worker is held at
-
-    def __call__(self, event: Event) -> None:  # engine thread
-        if not isinstance(event, self._on) or event.step < self._from:
-            return
-        with self._cond:
-            self.waiting = event
-            self._cond.wait_for(lambda: self._open or self._passes > 0, timeout=60)
-            self._passes = max(0, self._passes - 1)
-            self.waiting = None
-
-    def at_step(self, step: int) -> bool:
-        event = self.waiting
-        return event is not None and event.step == step
-
-    def let_through(self, n: int = 1) -> None:
-        with self._cond:
-            self._passes += n
-            self._cond.notify_all()
-
-    def release(self) -> None:
-        with self._cond:
-            self._open = True
-            self._cond.notify_all()
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Keep a core free for the GUI thread on a small shared machine."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture
-def make_window(qtbot, tiny_model_dir):
-    windows: list[MainWindow] = []
-    holds: list[EngineHold] = []
-
-    def make(*, model: bool = True, preview_interval: float = 0.0, gallery="default", start: bool = True,
-             hold: EngineHold | None = None):
-        options = EngineOptions(device="cpu", preview=PreviewOptions(mode="x0", interval_s=preview_interval))
-        window = MainWindow(engine_options=options, gallery=gallery, start_engine=False)
-        qtbot.addWidget(window)
-        windows.append(window)
-        if hold is not None:
-            holds.append(hold)
-            window.bridge.engine_tap = hold
-        window.resize(1200, 800)
-        window.show()
-        qtbot.waitExposed(window)
-        if model:
-            assert window.models.add_path(tiny_model_dir)
-        if start:
-            window.start_engine()
-            wait_until(lambda: window.status.device_label.text() != "")
-        return window
-
-    yield make
-    for hold in holds:
-        hold.release()
-    for window in windows:
-        window.close()
-        assert window.bridge.wait_stopped(30), "the engine thread did not end"
-        assert not window.gallery.saving, "the saver thread outlived the window"
-
-
-def _fill(window: MainWindow, prompt: str = "a red fox in the snow", steps: int = 6, seed: int = 1234) -> None:
-    window.form_model.set_values({"prompt": prompt, "steps": steps, "width": 64, "height": 64, "seed": seed,
-                                  "batch_count": 1})
+from tests.window_fixtures import EngineHold, fill_form
 
 
 def _results(window: MainWindow) -> list:
@@ -114,7 +29,7 @@ def _results(window: MainWindow) -> list:
 def test_type_prompt_generate_preview_painted_and_final_image_stays(make_window, qtbot):
     hold = EngineHold(at_step=3)
     window = make_window(hold=hold)
-    _fill(window, prompt="", steps=8)
+    fill_form(window, prompt="", steps=8)
     prompt = window.form.widget("prompt")
     prompt.setFocus()
     qtbot.keyClicks(prompt, "a lighthouse at dusk")
@@ -156,7 +71,7 @@ def test_every_step_preview_reaches_the_canvas_while_the_window_keeps_up(make_wi
     hold = EngineHold(on=Preview)  # the worker waits for each preview to be shown before the next step
     window = make_window(hold=hold)
     window.jobs.shown_changed.connect(lambda shown: shown.frame.kind == "preview" and hold.let_through())
-    _fill(window, steps=10)
+    fill_form(window, steps=10)
     shown: list[tuple[str, int]] = []
     window.jobs.shown_changed.connect(lambda s: shown.append((s.frame.kind, s.frame.step)))
     results = _results(window)
@@ -169,7 +84,7 @@ def test_every_step_preview_reaches_the_canvas_while_the_window_keeps_up(make_wi
 def test_cancel_with_escape_then_generate_again(make_window, qtbot):
     hold = EngineHold(at_step=2)
     window = make_window(hold=hold)
-    _fill(window, steps=150)
+    fill_form(window, steps=150)
     results = _results(window)
     job = window.generate()
     wait_until(lambda: hold.at_step(2))
@@ -189,7 +104,7 @@ def test_cancel_with_escape_then_generate_again(make_window, qtbot):
     assert results == [], "a cancelled job delivered an image"
 
     # The engine is still usable: a second job runs to the end.
-    _fill(window, steps=3, seed=7)
+    fill_form(window, steps=3, seed=7)
     window.generate()
     wait_until(lambda: len(results) == 1)
     assert results[0].request.seed == 7
@@ -198,10 +113,10 @@ def test_cancel_with_escape_then_generate_again(make_window, qtbot):
 def test_cancel_a_queued_job_from_the_queue_list(make_window, qtbot):
     hold = EngineHold()
     window = make_window(hold=hold)
-    _fill(window, steps=40)
+    fill_form(window, steps=40)
     results = _results(window)
     first = window.generate()
-    _fill(window, steps=3, seed=99)
+    fill_form(window, steps=3, seed=99)
     second = window.generate()
     assert window.session.queue_list.job_ids() == [first, second]
     assert window.session.queue_heading.text() == "Queue · 0 running, 2 waiting"
@@ -220,7 +135,7 @@ def test_cancel_all_with_queued_jobs_returns_progress_and_title_to_idle(make_win
     window = make_window(hold=hold)
     jobs = []
     for seed in (1, 2, 3):
-        _fill(window, steps=6, seed=seed)
+        fill_form(window, steps=6, seed=seed)
         jobs.append(window.generate())
     wait_until(lambda: hold.at_step(1))
     wait_until(lambda: window.live.progress_bar.text().startswith("Step 1/6"))
@@ -238,7 +153,7 @@ def test_cancel_all_with_queued_jobs_returns_progress_and_title_to_idle(make_win
 def test_closing_mid_run_stops_the_engine_and_leaves_nothing_behind(make_window, qtbot):
     hold = EngineHold(at_step=2)
     window = make_window(hold=hold)
-    _fill(window, steps=150)
+    fill_form(window, steps=150)
     job = window.generate()
     wait_until(lambda: hold.at_step(2))
 
@@ -264,7 +179,7 @@ def test_closing_waits_for_queued_saves_but_not_for_the_engine_thread(make_windo
 
     window = make_window(gallery=SlowDisk(tmp_path / "gallery"))
     results = _results(window)
-    _fill(window, steps=2)
+    fill_form(window, steps=2)
     window.generate()
     wait_until(lambda: len(results) == 1 and not window.jobs.busy)
     assert not list((tmp_path / "gallery").rglob("*.png")), "the save did not wait"
@@ -286,7 +201,7 @@ def test_closing_waits_for_queued_saves_but_not_for_the_engine_thread(make_windo
 
 def test_validation_error_and_size_notice_show_in_the_banner(make_window, qtbot):
     window = make_window(start=False)
-    _fill(window)
+    fill_form(window)
     window.form_model.set_value("seed", "twelve")
     assert window.generate() is None
     message = window.banner.message()
@@ -311,7 +226,7 @@ def test_validation_error_and_size_notice_show_in_the_banner(make_window, qtbot)
 
 def test_engine_failure_shows_plain_message_with_details_and_app_keeps_running(make_window, qtbot, tmp_path):
     window = make_window()
-    _fill(window, steps=2)
+    fill_form(window, steps=2)
     window.form_model.set_value("model", str(tmp_path / "no-such-model.safetensors"))
     failed = []
     window.bridge.job_failed.connect(failed.append)
@@ -341,7 +256,7 @@ def test_preview_mode_switch_reaches_the_engine_and_explains_itself(make_window,
     kinds = []
     window.bridge.preview.connect(lambda e, img: kinds.append(e.kind))
     results = _results(window)
-    _fill(window, steps=4)
+    fill_form(window, steps=4)
     window.generate()
     wait_until(lambda: len(results) == 1)
     assert kinds and set(kinds) == {"xt"}
@@ -351,7 +266,7 @@ def test_preview_mode_switch_reaches_the_engine_and_explains_itself(make_window,
 def test_clicking_an_earlier_result_shows_it(make_window, qtbot):
     window = make_window()
     results = _results(window)
-    _fill(window, steps=2, seed=11)
+    fill_form(window, steps=2, seed=11)
     window.form_model.set_value("batch_count", 2)
     window.generate()
     wait_until(lambda: len(results) == 2)
@@ -402,7 +317,7 @@ def test_failed_save_keeps_the_image_and_offers_save_as(make_window, qtbot, tmp_
 
     window = make_window(gallery=FullDiskGallery(tmp_path / "gallery"))
     results = _results(window)
-    _fill(window, steps=2)
+    fill_form(window, steps=2)
     window.generate()
     wait_until(lambda: window.banner.message() is not None and window.banner.message().action_text != "")
     message = window.banner.message()
@@ -514,7 +429,7 @@ def test_finished_images_are_saved_into_the_chosen_gallery_folder(make_window, t
     assert window.settings.gallery_dir == str(folder)
     saved = []
     window.gallery.saved.connect(lambda ready, result: saved.append(result))
-    _fill(window, steps=2, seed=5)
+    fill_form(window, steps=2, seed=5)
     window.generate()
     wait_until(lambda: len(saved) == 1)
     path = saved[0].path

@@ -197,9 +197,10 @@ class Gallery:
         """Save a finished image into today's folder and index it. Raises :class:`DiskError` (plain words)
         when the folder is missing, read-only or full; nothing half-written is ever left behind."""
         now = datetime.now().astimezone()
+        root = self._ensure_root()
+        ready = stored_recipe(ready, root)
         chunks = self.text_chunks(ready, now)
         data = store.encode_png(ready.image, chunks)
-        root = self._ensure_root()
         folder = root / store.day_folder_name(now)
         seed = ready.request.seed
         try:
@@ -227,7 +228,7 @@ class Gallery:
     def save_as(self, ready: ImageReady, path: Path | str) -> Path:
         """Save a finished image to a path the user chose (replacing a file there). Raises :class:`DiskError`."""
         path = Path(path)
-        chunks = self.text_chunks(ready)
+        chunks = self.text_chunks(stored_recipe(ready, self.root))
         try:
             store.write_file_replacing(path, store.encode_png(ready.image, chunks))
         except OSError as exc:
@@ -470,3 +471,22 @@ class Gallery:
 __all__ = [
     "Gallery", "SavedImage", "RescanResult", "DeleteResult", "ImageRecord", "GridEntry", "move_to_trash",
 ]
+
+
+def stored_recipe(ready: ImageReady, root: Path) -> ImageReady:
+    """The finished image with the recipe its metadata records: every picture the recipe uses kept under
+    ``root/sources`` and named relative to ``root``, so the recipe is found again by hash from the gallery and
+    never carries the user's folders. A picture that cannot be kept there is named by its file name only (the
+    image is still saved; remaking it will say the picture is missing)."""
+    request = ready.request
+    if not (request.source or request.mask or request.controls):
+        return ready
+    import dataclasses
+
+    from ..images import adopt_refs, relative_refs
+
+    try:
+        request = adopt_refs(request, root)
+    except DarkroomError as exc:
+        log.warning("the recipe's pictures could not be kept in the gallery: %s", exc)
+    return dataclasses.replace(ready, request=relative_refs(request, root))
