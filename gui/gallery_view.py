@@ -59,6 +59,8 @@ class GalleryView(QWidget):
 
     use_parameters = Signal(object)  # engine.request.GenerationRequest
     use_seed = Signal(int)
+    #: "Send to …": (target, the image's file, its recipe or None)
+    send_to = Signal(str, object, object)
     status_message = Signal(str)
     autosave_changed = Signal(bool)
     #: Emitted after the model was refreshed from the index (tests and benchmarks wait on it).
@@ -392,6 +394,13 @@ class GalleryView(QWidget):
         if request is not None:
             self.use_parameters.emit(request)
         self._say(message)
+
+    def send_current(self, target: str) -> None:
+        """Edit the current image in the Create tab (its recipe fills the form where it has one)."""
+        record = self.current_record()
+        if record is not None:
+            request, _message = request_from_record(self.gallery, record)
+            self.send_to.emit(target, record.path, request)
 
     def use_seed_of_current(self) -> None:
         record = self.current_record()

@@ -9,14 +9,13 @@ module imports Qt but not torch: the engine's worker thread imports torch after 
 
 from __future__ import annotations
 
-import base64
 import logging
 import sys
 import time
 from pathlib import Path
 from typing import Literal
 
-from PySide6.QtCore import QByteArray, QEvent, QPoint, Qt, QTimer, QUrl
+from PySide6.QtCore import QEvent, QPoint, Qt, QTimer, QUrl
 from PySide6.QtGui import QCloseEvent, QDesktopServices, QDragEnterEvent, QDropEvent, QGuiApplication
 from PySide6.QtWidgets import (
     QFileDialog,
@@ -37,6 +36,7 @@ from engine.request import GenerationRequest, ValidationError
 from engine.settings import Settings
 
 from . import actions as actions_mod
+from . import window_state
 from .theme import app_icon
 from .banner import Message, MessageBanner
 from .bridge import Bridge
@@ -172,6 +172,7 @@ class MainWindow(QMainWindow):
         self.gallery.save_failed.connect(self._on_save_failed)
         self.gallery_tab.use_parameters.connect(self.use_parameters)
         self.gallery_tab.use_seed.connect(self.use_seed)
+        self.gallery_tab.send_to.connect(self.send_to_edit)
         self.gallery_tab.status_message.connect(lambda text: self.status.showMessage(text, 5000))
         self.models.choices_changed.connect(self._on_models_changed)
         self.models.message.connect(self.banner.post)
@@ -199,19 +200,14 @@ class MainWindow(QMainWindow):
         self.form_model.set_values(s.generation)
         self.form_model.set_last_seed(s.last_seed)
         self.set_preview_mode(s.preview_mode)
-        if not self.restoreGeometry(_unb64(s.window_geometry)):
-            self.resize(1280, 820)
-        self.restoreState(_unb64(s.window_state))
-        self.splitter.restoreState(_unb64(s.splitter_state))
+        window_state.restore(self, self.splitter, s)
 
     def save_settings(self) -> bool:
         """Store the form and the window's geometry in :attr:`settings` and write them to disk."""
         s = self.settings
         s.generation = self.form_model.values()
         s.last_seed = self.form_model.last_seed
-        s.window_geometry = _b64(self.saveGeometry())
-        s.window_state = _b64(self.saveState())
-        s.splitter_state = _b64(self.splitter.saveState())
+        window_state.store(self, self.splitter, s)
         try:
             settings_mod.save(s)
         except OSError as exc:
@@ -432,6 +428,10 @@ class MainWindow(QMainWindow):
         self.tabs.setCurrentIndex(0)
         self.status.showMessage("Parameters filled in from the picture.", 4000)
 
+    def send_to_edit(self, target: str, path: Path, request: GenerationRequest | None) -> None:
+        if self.edit.send_file(target, path, request):
+            self.tabs.setCurrentIndex(0)
+
     def use_seed(self, seed: int) -> None:
         self.form_model.set_value("seed", seed)
         self.tabs.setCurrentIndex(0)
@@ -493,15 +493,3 @@ class MainWindow(QMainWindow):
 def _dropped_png(mime) -> Path | None:
     files = [p for p in image_paths_from_mime(mime) if p.suffix.lower() == ".png"]
     return files[0] if files else None
-
-
-def _b64(data: QByteArray) -> str:
-    return base64.b64encode(bytes(data.data())).decode("ascii")
-
-
-def _unb64(text: str) -> QByteArray:
-    """The bytes saved by :func:`_b64`; empty (which Qt's restore methods refuse harmlessly) when unreadable."""
-    try:
-        return QByteArray(base64.b64decode(text.encode("ascii"), validate=True))
-    except ValueError:
-        return QByteArray()

@@ -273,3 +273,20 @@ def test_session_strip_and_canvas_menus_offer_send_to(make_window):
     assert len(seen) == 2
     for texts in seen:
         assert {"Send to image to image", "Send to inpaint", "Send to outpaint", "Send to hires fix"} <= texts
+
+
+def test_gallery_send_to_inpaint_opens_the_picture_in_the_mask_editor(make_window):
+    window = make_window()
+    fill_form(window, steps=2, prompt="a kite")
+    first = _generate(window)
+    view = window.gallery_view
+    wait_until(lambda: view.model.rowCount() == 1)
+    window.tabs.setCurrentIndex(1)
+    view.select_row(0)
+    assert view.action_send_inpaint.isEnabled()
+    window.form_model.set_value("prompt", "something else")
+    view.action_send_inpaint.trigger()
+    model = window.edit.model
+    assert window.tabs.currentIndex() == 0 and window.live.editing_mask
+    assert model.options.mode == "inpaint" and np.array_equal(model.source.rgb, first.ready.image)
+    assert window.form_model.value("prompt") == "a kite"  # the picture's recipe came with it
