@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (
     QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
+    QGridLayout,
     QGroupBox,
     QHBoxLayout,
     QLabel,
@@ -119,13 +120,14 @@ class EditPanel(QWidget):
         self._rows.addRow("Mask blur", self.mask_blur)
         self._rows.addRow(self.only_masked)
         self._rows.addRow("Padding", self.padding)
-        sides = QHBoxLayout()
-        for box in self.outpaint:
-            sides.addWidget(box)
+        sides = QGridLayout()
+        sides.setContentsMargins(0, 0, 0, 0)
+        for i, (box, label) in enumerate(zip(self.outpaint, ("Left", "Right", "Top", "Bottom"))):
+            sides.addWidget(QLabel(label), i // 2, 2 * (i % 2))
+            sides.addWidget(box, i // 2, 2 * (i % 2) + 1)
         self._outpaint_row = QWidget()
         self._outpaint_row.setLayout(sides)
-        sides.setContentsMargins(0, 0, 0, 0)
-        self._rows.addRow("Add ← → ↑ ↓", self._outpaint_row)
+        self._rows.addRow("Add", self._outpaint_row)
         box_layout = QVBoxLayout(self.source_box)
         box_layout.addLayout(top)
         box_layout.addLayout(self._rows)

@@ -364,6 +364,10 @@ class FormPanel(QWidget):
         self._sections.addWidget(widget)
         self._fit_width()
 
+    def reveal(self, widget: QWidget) -> None:
+        """Scroll so that ``widget`` (a section below the form) is in view."""
+        self._scroll.ensureWidgetVisible(widget, 0, 0)
+
     def _fit_width(self) -> None:
         box, scroll = self._box, self._scroll
         # Wide enough for the form without a horizontal scroll bar (plus the vertical one).

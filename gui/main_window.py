@@ -185,6 +185,7 @@ class MainWindow(QMainWindow):
         strip.use_seed_requested.connect(lambda r: self.use_seed(r.request.seed))
         strip.send_requested.connect(self.edit.send_result)
         self.edit_panel.paint_requested.connect(self.edit.paint)
+        self.edit.model.source_changed.connect(lambda: self.form_panel.reveal(self.edit_panel.source_box))
         for source in (self.edit_panel, self.edit):
             source.message.connect(self.banner.show_message)
         self.generate_button.clicked.connect(self.generate)
