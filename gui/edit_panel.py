@@ -286,7 +286,10 @@ class EditPanel(QWidget):
             self._model.set_control_image(image, name)
 
     def choose_control_model_dialog(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Choose a ControlNet model", self._last_dir(),
+        from engine.edit.control import control_models_dir
+
+        start = control_models_dir() if control_models_dir().is_dir() else self._last_dir()
+        path, _ = QFileDialog.getOpenFileName(self, "Choose a ControlNet model", str(start),
                                               "ControlNet (*.safetensors config.json);;All files (*)")
         if path:
             # A diffusers ControlNet is a folder: picking its config.json means the folder.

@@ -290,3 +290,28 @@ def test_gallery_send_to_inpaint_opens_the_picture_in_the_mask_editor(make_windo
     assert window.tabs.currentIndex() == 0 and window.live.editing_mask
     assert model.options.mode == "inpaint" and np.array_equal(model.source.rgb, first.ready.image)
     assert window.form_model.value("prompt") == "a kite"  # the picture's recipe came with it
+
+
+def test_a_drawn_scribble_steers_through_a_controlnet_and_is_kept_in_the_recipe(make_window, tiny_controlnet_dir):
+    window = make_window()
+    fill_form(window, steps=2)
+    plain = _generate(window)
+    model = window.edit.model
+    window.edit_panel.control_box.setChecked(True)
+    window.edit_panel.control_source.setCurrentIndex(window.edit_panel.control_source.findData("scribble"))
+    # No model chosen, then an empty scribble: each a message, and nothing runs.
+    assert window.generate() is None and "ControlNet model" in window.banner.message().text
+    window.edit_panel.control_model.setText(str(tiny_controlnet_dir))
+    assert window.generate() is None and "scribble is empty" in window.banner.message().text
+    window.edit_panel.control_draw.click()
+    assert window.live.editing_mask and window.live.mask_editor.canvas.layer is model.scribble
+    lines = np.zeros((64, 64), np.uint8)
+    lines[30:34, 4:60] = 255
+    model.scribble.set_array(lines)
+    steered = _generate(window)
+    assert not np.array_equal(steered.ready.image, plain.ready.image)
+    recipe = read_parameters(steered.saved_path).build().request
+    (control,) = recipe.controls
+    assert control.model == tiny_controlnet_dir.name and control.weight == 1.0  # named, never located
+    with Image.open(window.gallery.folder() / control.image.path) as stored:
+        assert np.array_equal(np.asarray(stored.convert("L")), lines)
