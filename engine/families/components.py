@@ -1,4 +1,4 @@
-"""Building blocks families share: loading a diffusers pipeline offline, CLIP text encoding, and the VAE decode
+"""Building blocks families share: loading a diffusers pipeline offline, padded token ids, and the VAE decode
 with its half-precision overflow redo. Plain functions (no base-class tower): each family calls what it uses.
 
 Worker thread only; torch is imported inside the functions.
@@ -40,23 +40,6 @@ def clip_input_ids(tokenizer, text: str, max_length: int | None = None):
     if untruncated.shape[-1] > tokens.input_ids.shape[-1]:
         log.info("the prompt is longer than %d tokens; the rest is ignored", length)
     return tokens
-
-
-def clip_last_hidden(tokenizer, encoder, text: str, device: str, max_length: int | None = None):
-    """The text encoder's last hidden state (SD 1.x/2.x conditioning), batch of one."""
-    tokens = clip_input_ids(tokenizer, text, max_length)
-    use_mask = getattr(encoder.config, "use_attention_mask", False)
-    mask = tokens.attention_mask.to(device) if use_mask else None
-    return encoder(tokens.input_ids.to(device), attention_mask=mask)[0]
-
-
-def clip_penultimate(tokenizer, encoder, text: str, device: str, max_length: int | None = None):
-    """(penultimate hidden state, pooled projection or None): SDXL's conditioning from one text encoder.
-    The pooled output exists only for an encoder with a projection (its first output is 2-D)."""
-    tokens = clip_input_ids(tokenizer, text, max_length)
-    out = encoder(tokens.input_ids.to(device), output_hidden_states=True)
-    pooled = out[0] if out[0].ndim == 2 else None
-    return out.hidden_states[-2], pooled
 
 
 def move(modules: Mapping[str, Any], device: str) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 from .base import Conditioning, Family, LatentFormat, as_float, vae_scale_factor
 from .components import load_pipeline, move, vae_decode
 from .flow import check_flow, flow_schedule, image_shift, prefer_bfloat16
-from .text_encoders import clip_pooled, t5_hidden
+from .text_encoders import ClipText, pooled_output, t5_hidden
 
 #: Linear latent → RGB factors and bias for the Flux VAE (ComfyUI's ``Flux`` latent format; rows: latent
 #: channels), applied to the model-space latent (after shift and scale).
@@ -123,7 +123,7 @@ class Flux(Family):
     def __init__(self, pipe, device) -> None:
         super().__init__(device)
         self.transformer, self.vae = pipe.transformer, pipe.vae
-        self.clip = (pipe.tokenizer, pipe.text_encoder)
+        self.clip = ClipText(pipe.tokenizer, pipe.text_encoder, "clip_l")
         self.t5 = (pipe.tokenizer_2, pipe.text_encoder_2)
         move({"transformer": self.transformer, "vae": self.vae, "clip": pipe.text_encoder, "t5": pipe.text_encoder_2},
              device.device)
@@ -160,13 +160,15 @@ class Flux(Family):
         return cond
 
     def encode(self, prompt: str, negative_prompt: str, cfg: bool, height: int, width: int) -> Conditioning:
-        """The prompt alone (no CFG batch: the negative prompt has no place in a distilled model)."""
+        """The prompt alone (no CFG batch: the negative prompt has no place in a distilled model): CLIP-L's pooled
+        output of its first chunk (A1111's syntax read; weights do not reach a pooled output) and T5's states of
+        its plain words."""
         import torch
 
         device, dtype = self.device.device, self.transformer.dtype
         f = self.latent_format.vae_scale_factor
         with torch.inference_mode():
-            pooled = clip_pooled(*self.clip, prompt, device).to(dtype)
+            pooled = pooled_output(self.clip, prompt, device).to(dtype)
             embeds = t5_hidden(*self.t5, prompt, device, self.t5_tokens).to(dtype)
         return Conditioning({
             "embeds": embeds,

@@ -7,7 +7,8 @@ from collections.abc import Collection
 from pathlib import Path
 
 from .base import Conditioning, Family, LatentFormat, as_float, check_prediction, vae_scale_factor
-from .components import clip_last_hidden, load_pipeline, move, vae_decode, vae_encode
+from .components import load_pipeline, move, vae_decode, vae_encode
+from .text_encoders import ClipText, chunk_texts, encode_chunks
 
 #: Linear latent → RGB factors fitted for the SD 1.x VAE (rows: latent channels).
 PREVIEW_FACTORS = ((0.3512, 0.2297, 0.3227), (0.3250, 0.4974, 0.2350), (-0.2829, 0.1762, 0.2721),
@@ -57,6 +58,7 @@ class StableDiffusion(Family):
         super().__init__(device)
         self.unet, self.vae = pipe.unet, pipe.vae
         self.text_encoder, self.tokenizer = pipe.text_encoder, pipe.tokenizer
+        self.clip = ClipText(pipe.tokenizer, pipe.text_encoder)
         move({"unet": self.unet, "vae": self.vae, "text_encoder": self.text_encoder}, device.device)
         self.scheduler_config = dict(pipe.scheduler.config)
         self.prediction = check_prediction(self.scheduler_config.get("prediction_type", "epsilon"), self.title)
@@ -73,16 +75,15 @@ class StableDiffusion(Family):
         return self.unet
 
     def encode(self, prompt: str, negative_prompt: str, cfg: bool, height: int, width: int) -> Conditioning:
+        """The text encoder's last hidden states of the prompt read with A1111's syntax (weights, ``BREAK``,
+        77-token chunks), the negative prompt's first when ``cfg``."""
         import torch
 
         device = self.device.device
+        texts = [negative_prompt, prompt] if cfg else [prompt]
         with torch.inference_mode():
-            embeds = clip_last_hidden(self.tokenizer, self.text_encoder, prompt, device)
-            if cfg:
-                negative = clip_last_hidden(self.tokenizer, self.text_encoder, negative_prompt, device,
-                                            max_length=embeds.shape[1])
-                embeds = torch.cat([negative, embeds])
-        return Conditioning({"embeds": embeds}, cfg)
+            embeds = [encode_chunks(self.clip, row[0], device)[0] for row in chunk_texts([self.clip], texts)]
+        return Conditioning({"embeds": embeds[0] if len(embeds) == 1 else torch.cat(embeds)}, cfg)
 
     def model_inputs(self, x, t, cond: Conditioning):
         return (x, t), {"encoder_hidden_states": cond.tensors["embeds"], "return_dict": False}

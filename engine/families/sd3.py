@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from .base import Conditioning, Family, LatentFormat, as_float, vae_scale_factor
-from .components import clip_penultimate, load_pipeline, move, vae_decode
+from .components import load_pipeline, move, vae_decode
 from .flow import check_flow, flow_schedule, prefer_bfloat16
-from .text_encoders import t5_hidden
+from .text_encoders import ClipText, chunk_texts, encode_chunks, t5_hidden
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +113,8 @@ class StableDiffusion3(Family):
     def __init__(self, pipe, device) -> None:
         super().__init__(device)
         self.transformer, self.vae = pipe.transformer, pipe.vae
-        self.clips = [(pipe.tokenizer, pipe.text_encoder), (pipe.tokenizer_2, pipe.text_encoder_2)]
+        self.clips = [ClipText(pipe.tokenizer, pipe.text_encoder, "clip_l"),
+                      ClipText(pipe.tokenizer_2, pipe.text_encoder_2, "clip_g")]
         self.t5 = (pipe.tokenizer_3, pipe.text_encoder_3) if pipe.text_encoder_3 is not None else None
         move({"transformer": self.transformer, "vae": self.vae, "clip_l": pipe.text_encoder,
               "clip_g": pipe.text_encoder_2, "t5": pipe.text_encoder_3}, device.device)
@@ -134,14 +135,15 @@ class StableDiffusion3(Family):
     def denoiser(self):
         return self.transformer
 
-    def _embed(self, text: str):
-        """(sequence embeddings, pooled embeddings) of one prompt: [CLIP-L ‖ CLIP-G, padded to T5's width; T5]."""
+    def _embed(self, text: str, row):
+        """(sequence embeddings, pooled embeddings) of one prompt: [CLIP-L ‖ CLIP-G, padded to T5's width; T5].
+        ``row``: the prompt's CLIP chunks per encoder (A1111's syntax read); T5 reads the plain words."""
         import torch
 
         device = self.device.device
         hidden, pooled = [], []
-        for tokenizer, encoder in self.clips:
-            states, projected = clip_penultimate(tokenizer, encoder, text, device)
+        for clip, chunks in zip(self.clips, row):
+            states, projected = encode_chunks(clip, chunks, device, penultimate=True)
             hidden.append(states)
             pooled.append(projected)
         dtype = self.transformer.dtype
@@ -156,10 +158,12 @@ class StableDiffusion3(Family):
     def encode(self, prompt: str, negative_prompt: str, cfg: bool, height: int, width: int) -> Conditioning:
         import torch
 
+        texts = [prompt, negative_prompt] if cfg else [prompt]
         with torch.inference_mode():
-            embeds, pooled = self._embed(prompt)
+            rows = chunk_texts(self.clips, texts)
+            embeds, pooled = self._embed(prompt, rows[0])
             if cfg:
-                negative, negative_pooled = self._embed(negative_prompt)
+                negative, negative_pooled = self._embed(negative_prompt, rows[1])
                 embeds = torch.cat([negative, embeds])
                 pooled = torch.cat([negative_pooled, pooled])
         return Conditioning({"embeds": embeds, "pooled": pooled}, cfg)

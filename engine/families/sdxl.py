@@ -7,7 +7,8 @@ from collections.abc import Collection
 from pathlib import Path
 
 from .base import Conditioning, Family, LatentFormat, as_float, check_prediction, vae_scale_factor
-from .components import clip_penultimate, load_pipeline, move, vae_decode, vae_encode
+from .components import load_pipeline, move, vae_decode, vae_encode
+from .text_encoders import ClipText, chunk_texts, encode_chunks
 
 #: Linear latent → RGB factors and bias fitted for the SDXL VAE (rows: latent channels).
 PREVIEW_FACTORS = ((0.3651, 0.4232, 0.4341), (-0.2533, -0.0042, 0.1068), (0.1076, 0.1111, -0.0362),
@@ -54,9 +55,9 @@ class StableDiffusionXL(Family):
         super().__init__(device)
         self.unet, self.vae = pipe.unet, pipe.vae
         # A refiner-style model has only the second encoder.
-        pairs = [(pipe.tokenizer, pipe.text_encoder), (pipe.tokenizer_2, pipe.text_encoder_2)]
-        self.encoders = [(tok, enc) for tok, enc in pairs if enc is not None]
-        move({"unet": self.unet, "vae": self.vae, **{f"text_{i}": enc for i, (_, enc) in enumerate(self.encoders)}},
+        pairs = [(pipe.tokenizer, pipe.text_encoder, "clip_l"), (pipe.tokenizer_2, pipe.text_encoder_2, "clip_g")]
+        self.clips = [ClipText(tok, enc, role) for tok, enc, role in pairs if enc is not None]
+        move({"unet": self.unet, "vae": self.vae, **{f"text_{i}": c.encoder for i, c in enumerate(self.clips)}},
              device.device)
         # An empty negative prompt conditions on zeros, as SDXL was trained (the pipeline's config says so).
         self.zeros_for_empty_prompt = bool(getattr(pipe.config, "force_zeros_for_empty_prompt", True))
@@ -75,28 +76,34 @@ class StableDiffusionXL(Family):
     def denoiser(self):
         return self.unet
 
-    def _embed(self, text: str, max_length: int | None = None):
+    def _embed(self, row):
+        """(states of both encoders side by side, the first pooled projection) of one prompt's chunks."""
         import torch
 
         hidden, pooled = [], None
-        for tokenizer, encoder in self.encoders:
-            states, projected = clip_penultimate(tokenizer, encoder, text, self.device.device, max_length)
+        for clip, chunks in zip(self.clips, row):
+            states, projected = encode_chunks(clip, chunks, self.device.device, penultimate=True)
             hidden.append(states)
             pooled = projected if pooled is None else pooled
-        dtype = self.encoders[-1][1].dtype
+        dtype = self.clips[-1].encoder.dtype
         return torch.concat(hidden, dim=-1).to(dtype), pooled
 
     def encode(self, prompt: str, negative_prompt: str, cfg: bool, height: int, width: int) -> Conditioning:
+        """Both encoders' penultimate states of the prompt read with A1111's syntax, the second's pooled
+        projection, and the size as time ids; the negative prompt first when ``cfg`` (zeros when it is empty)."""
         import torch
 
+        zeros = cfg and not negative_prompt and self.zeros_for_empty_prompt
+        texts = [prompt, negative_prompt] if cfg and not zeros else [prompt]
         with torch.inference_mode():
-            embeds, pooled = self._embed(prompt)
+            rows = chunk_texts(self.clips, texts)
+            embeds, pooled = self._embed(rows[0])
             ids = torch.tensor([time_ids(height, width)], dtype=embeds.dtype).to(self.device.device)
             if cfg:
-                if not negative_prompt and self.zeros_for_empty_prompt:
+                if zeros:
                     negative, negative_pooled = torch.zeros_like(embeds), torch.zeros_like(pooled)
                 else:
-                    negative, negative_pooled = self._embed(negative_prompt, max_length=embeds.shape[1])
+                    negative, negative_pooled = self._embed(rows[1])
                 embeds = torch.cat([negative, embeds])
                 pooled = torch.cat([negative_pooled, pooled])
                 ids = torch.cat([ids, ids])
