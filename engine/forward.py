@@ -79,3 +79,26 @@ def img2img_start(strength: float, steps: int) -> tuple[int, float]:
         raise ValueError("strength must be from 0 to 1")
     run = min(steps, math.ceil(strength * steps - 1e-9))
     return run, run / steps if steps else 0.0
+
+
+def img2img_start_t(config: Mapping[str, Any], strength: float, steps: int) -> int | None:
+    """The training step img2img at ``strength`` with ``steps`` steps starts from: the first timestep the sampler
+    keeps after skipping ``steps − ⌈strength·steps⌉``, under the model's timestep spacing (``leading``,
+    ``trailing`` or ``linspace``, as diffusers spaces them). For flow matching, the same fraction of training
+    time. None at strength 0 (nothing is redone)."""
+    if steps < 1:
+        raise ValueError("steps must be at least 1")
+    run, fraction = img2img_start(strength, steps)
+    if run == 0:
+        return None
+    n = int(config.get("num_train_timesteps", 1000))
+    if "FlowMatch" in str(config.get("_class_name", "")):
+        return min(n - 1, max(0, round(fraction * n) - 1))
+    spacing = config.get("timestep_spacing", "leading")
+    if spacing == "linspace":
+        timesteps = np.linspace(0, n - 1, steps).round()[::-1]
+    elif spacing == "trailing":
+        timesteps = np.round(np.arange(n, 0, -n / steps)) - 1
+    else:
+        timesteps = (np.arange(0, steps) * (n // steps)).round()[::-1] + int(config.get("steps_offset", 0))
+    return int(min(n - 1, max(0, timesteps[steps - run])))

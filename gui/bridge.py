@@ -21,18 +21,20 @@ import numpy as np
 from PySide6.QtCore import QObject, Qt, Signal, Slot
 from PySide6.QtGui import QImage
 
-from engine.engine import Engine, EngineOptions, PreviewMode, PreviewOptions
+from engine.engine import Engine, EngineOptions, JobOptions, PreviewMode, PreviewOptions
 from engine.events import (
     Cancelled,
     Event,
     Failed,
     Finished,
+    ForwardFrame,
     ImageReady,
     Preview,
     Progress,
     Started,
     StatusChanged,
 )
+from engine.forward_job import ForwardRequest
 from engine.request import GenerationRequest
 
 log = logging.getLogger(__name__)
@@ -71,6 +73,8 @@ class Bridge(QObject):
     preview = Signal(object, QImage)
     #: a finished image (``ImageReady``) and its pixels
     image_ready = Signal(object, QImage)
+    #: a picture noised to one training step by a forward-process job (``ForwardFrame``) and its pixels
+    forward_frame = Signal(object, QImage)
     #: a job ended: ``Finished``, ``Failed`` (``job_id`` None for engine-wide failures) or ``Cancelled``
     job_finished = Signal(object)
     job_failed = Signal(object)
@@ -108,11 +112,12 @@ class Bridge(QObject):
         if not self._closed:
             self._engine.start()
 
-    def submit(self, request: GenerationRequest) -> int:
-        """Queue a request; returns its job id. RuntimeError after :meth:`shutdown`."""
+    def submit(self, request: GenerationRequest | ForwardRequest, options: JobOptions = JobOptions()) -> int:
+        """Queue a generation (``options``: what it records beside its images, see :class:`JobOptions`) or a
+        forward-process job; returns its job id. RuntimeError after :meth:`shutdown`."""
         if self._closed:
             raise RuntimeError("the engine has been shut down")
-        return self._engine.submit(request)
+        return self._engine.submit(request, options)
 
     def cancel(self, job_id: int) -> bool:
         """Ask the engine to cancel a job (it stops within one step). Its ``Cancelled`` event follows."""
@@ -184,6 +189,8 @@ class Bridge(QObject):
             self.preview.emit(event, to_qimage(event.image))
         elif isinstance(event, ImageReady):
             self.image_ready.emit(event, to_qimage(event.image))
+        elif isinstance(event, ForwardFrame):
+            self.forward_frame.emit(event, to_qimage(event.image))
         elif isinstance(event, Finished):
             self.job_finished.emit(event)
         elif isinstance(event, Failed):

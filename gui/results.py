@@ -1,8 +1,8 @@
 """This session's finished pictures, newest first, with a bound on the memory they hold.
 
 A long session makes thousands of pictures; each full image is held twice (the engine's array for saving, the
-``QImage`` for painting), 6 MB at 1024². :class:`ResultStore` keeps full images for the newest
-:data:`KEEP_IMAGES` results only; older ones keep a thumbnail and their recipe (their file, when the gallery saved
+``QImage`` for painting), 6 MB at 1024². :class:`ResultStore` keeps full images (and their replay frames, 2.5 MB
+for 50 steps at 1024²) for the newest :data:`KEEP_IMAGES` results only; older ones keep a thumbnail and their recipe (their file, when the gallery saved
 them, still holds the full picture), and beyond :data:`KEEP_ENTRIES` the oldest entries are dropped.
 
 GUI thread only.
@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtGui import QImage
 
@@ -47,11 +48,18 @@ class Result:
     device: str = ""
     saved_path: str | None = None
     save_error: str | None = None
+    kind: str = ""  # the job's kind (gui.viewmodel.JobKind): "", "live" (until kept) or "grid"
 
     @classmethod
-    def from_ready(cls, ready: ImageReady, image: QImage) -> "Result":
+    def from_ready(cls, ready: ImageReady, image: QImage, kind: str = "") -> "Result":
         return cls((ready.job_id, ready.image_index), ready.request, thumbnail_of(image), ready, image,
-                   ready.model_name, ready.seconds, ready.device)
+                   ready.model_name, ready.seconds, ready.device, kind=kind)
+
+    @property
+    def replay(self) -> tuple[np.ndarray, ...]:
+        """The model's guess (x0) at every step, small frames in step order (:mod:`engine.replay`); kept as long as
+        the full image is (empty once trimmed, or when the job did not record them)."""
+        return self.ready.replay if self.ready is not None else ()
 
     @property
     def trimmed(self) -> bool:

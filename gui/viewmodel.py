@@ -17,6 +17,7 @@ from typing import Any, Literal, Mapping
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QImage
 
+from engine.engine import JobOptions
 from engine.events import Cancelled, Failed, Finished, ImageReady, Preview, Progress, Started
 from engine import fields
 from engine.request import BuiltRequest, GenerationRequest, ValidationError, build_request
@@ -144,6 +145,11 @@ def _normalise(name: str, value: Any) -> Any:
 
 
 # -- jobs ---------------------------------------------------------------------------------------------------------
+#: What a job is for: "" a picture people asked for (listed in the session and saved as the settings say);
+#: "live" live mode (not listed, not saved, until kept); "grid" a compare-grid cell (listed; the grid saves it).
+JobKind = Literal["", "live", "grid"]
+
+
 @dataclass
 class JobInfo:
     """A job submitted from this window and not yet ended."""
@@ -151,6 +157,7 @@ class JobInfo:
     job_id: int
     request: GenerationRequest
     state: Literal["queued", "running"] = "queued"
+    kind: JobKind = ""
 
 
 @dataclass(frozen=True)
@@ -175,7 +182,7 @@ class Frame:
     """Which picture the canvas shows: a live preview, a job's finished image, or an earlier result picked from
     the session strip."""
 
-    kind: Literal["preview", "final", "result"]
+    kind: Literal["preview", "final", "result", "replay"]
     job_id: int | None
     step: int = 0
     total: int = 0
@@ -253,10 +260,12 @@ class JobsModel(QObject):
         return self._follow_live
 
     # -- intents ----------------------------------------------------------------------------------------------
-    def submit(self, request: GenerationRequest) -> int:
-        """Queue a request. RuntimeError when the engine has been shut down."""
-        job_id = self._bridge.submit(request)
-        self._jobs[job_id] = JobInfo(job_id, request)
+    def submit(self, request: GenerationRequest, options: JobOptions = JobOptions(replay=True),
+               kind: JobKind = "") -> int:
+        """Queue a request (by default recording its per-step x0 frames, the replay). RuntimeError when the
+        engine has been shut down."""
+        job_id = self._bridge.submit(request, options)
+        self._jobs[job_id] = JobInfo(job_id, request, kind=kind)
         self.jobs_changed.emit()
         return job_id
 
@@ -309,10 +318,12 @@ class JobsModel(QObject):
                          f"Step {event.step}/{event.total} · {what}"))
 
     def _on_image_ready(self, ready: ImageReady, image: QImage) -> None:
-        if ready.job_id not in self._jobs:
+        info = self._jobs.get(ready.job_id)
+        if info is None:
             return
-        result = Result.from_ready(ready, image)
-        self.results.add(result)
+        result = Result.from_ready(ready, image, info.kind)
+        if info.kind != "live":  # a live picture joins the session when it is kept
+            self.results.add(result)
         if self._follow_live:
             steps = ready.request.steps
             self._show(Shown(image, Frame("final", ready.job_id, steps, steps, ready.image_index),

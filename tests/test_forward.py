@@ -46,3 +46,19 @@ def test_flow_matching_schedule_with_shift():
 @pytest.mark.parametrize("strength,steps,run", [(0.0, 20, 0), (1.0, 20, 20), (0.5, 20, 10), (0.51, 20, 11), (0.3, 7, 3)])
 def test_img2img_runs_ceil_of_strength_times_steps(strength, steps, run):
     assert img2img_start(strength, steps)[0] == run
+
+
+@pytest.mark.parametrize("spacing", ["leading", "trailing", "linspace"])
+@pytest.mark.parametrize("strength", [0.3, 0.75, 1.0])
+def test_img2img_start_t_is_the_samplers_first_timestep(spacing, strength):
+    from diffusers import DDIMScheduler
+
+    from engine.forward import img2img_start_t
+
+    config = {**SD, "timestep_spacing": spacing, "steps_offset": 1}
+    scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                              timestep_spacing=spacing, steps_offset=1)
+    scheduler.set_timesteps(25)
+    run = img2img_start(strength, 25)[0]
+    assert img2img_start_t(config, strength, 25) == int(scheduler.timesteps[25 - run])
+    assert img2img_start_t(config, 0.0, 25) is None

@@ -122,3 +122,23 @@ def test_qimage_owns_a_copy_of_the_pixels():
         to_qimage(np.zeros((3, 5), np.uint8))
     with pytest.raises(ValueError):
         to_qimage(np.zeros((3, 5, 3), np.float32))
+
+
+def test_forward_frames_arrive_as_their_own_signal_and_submit_passes_job_options(bridge, monkeypatch):
+    from engine.engine import JobOptions
+    from engine.events import ForwardFrame
+    from engine.forward_job import ForwardRequest
+
+    frames = []
+    bridge.forward_frame.connect(lambda event, image: frames.append((event, image)))
+    _from_thread(lambda: bridge._on_engine_event(ForwardFrame(4, 250, _image(30), 0.6, 0.8, {"beta_start": 0.001})))
+    wait_until(lambda: frames)
+    event, image = frames[0]
+    assert event.t == 250 and (image.width(), image.height()) == (6, 4)
+    assert image.pixelColor(0, 0).getRgb()[:3] == (30, 0, 225)
+
+    calls = []
+    monkeypatch.setattr(bridge.engine, "submit", lambda request, options: calls.append((request, options)) or 7)
+    forward = ForwardRequest("some model", (1, 2), image=_image(1))
+    assert bridge.submit(forward) == 7 and calls[0][0] is forward
+    assert bridge.submit(REQUEST, JobOptions(inspect_step=3)) == 7 and calls[1][1] == JobOptions(inspect_step=3)

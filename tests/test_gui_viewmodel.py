@@ -91,8 +91,9 @@ class FakeBridge(QObject):
         self.next_id = 0
         self.cancelled: list[int] = []
 
-    def submit(self, request):
+    def submit(self, request, options=None):
         self.next_id += 1
+        self.options = options
         return self.next_id
 
     def cancel(self, job_id):
@@ -210,6 +211,25 @@ def test_an_earlier_result_stays_shown_until_back_to_live(jobs):
     jobs.follow_live_view()
     jobs.fake.preview.emit(Preview(job, _image(), 2, 6, 1), _qimage())
     assert jobs.shown.frame.kind == "preview" and jobs.shown.frame.step == 2
+
+
+def test_jobs_record_their_replay_and_live_pictures_stay_out_of_the_session(jobs):
+    from engine.engine import JobOptions
+
+    results = []
+    jobs.result_added.connect(results.append)
+    frames = (_image(1), _image(2))
+    for kind in ("live", "grid", ""):
+        job = jobs.submit(REQUEST, kind=kind)
+        assert jobs.fake.options == JobOptions(replay=True)
+        jobs.fake.job_started.emit(Started(job, REQUEST))
+        jobs.fake.image_ready.emit(ImageReady(job, _image(9), REQUEST, 0, 1, replay=frames), _qimage(9))
+        jobs.fake.job_finished.emit(Finished(job, 1))
+    assert [r.kind for r in results] == ["live", "grid", ""]
+    assert jobs.results.results() == [results[2], results[1]]  # newest first, the live picture not listed
+    assert all(r.replay is frames for r in results) and jobs.shown.result is results[2]
+    jobs.submit(REQUEST, JobOptions(replay=False, inspect_step=2))
+    assert jobs.fake.options == JobOptions(replay=False, inspect_step=2)
 
 
 def test_progress_text_reads_well():
