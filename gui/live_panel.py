@@ -72,11 +72,11 @@ class LivePanel(QWidget):
             button.setDefaultAction(preview_actions[mode])
             button.setMinimumWidth(button.sizeHint().width())  # never elide the labels
             mode_bar.addWidget(button)
-        top_row = QHBoxLayout()
+        top_row = self._top_row = QHBoxLayout()
         top_row.addLayout(mode_bar)
         top_row.addStretch(1)
         top_row.addWidget(self.live_button)
-        layout = QVBoxLayout(self)
+        layout = self._layout = QVBoxLayout(self)
         layout.setContentsMargins(8, 10, 8, 10)
         layout.setSpacing(8)
         layout.addLayout(top_row)
@@ -93,6 +93,14 @@ class LivePanel(QWidget):
         self.mask_editor.done.connect(self.show_canvas)
         jobs.jobs_changed.connect(lambda: self._jobs.busy and self.show_canvas())
         self.explain()
+
+    def add_beside_modes(self, widget: QWidget) -> None:
+        """Place ``widget`` in the top row, after the preview-mode buttons."""
+        self._top_row.insertWidget(self._top_row.count() - 2, widget)
+
+    def add_below_canvas(self, widget: QWidget) -> None:
+        """Place ``widget`` right under the canvas, above the progress bar."""
+        self._layout.insertWidget(self._layout.indexOf(self.stack) + 1, widget)
 
     def show_mask_editor(self) -> None:
         """Show the mask editor in place of the canvas (:meth:`MaskEditor.edit` says what it paints)."""

@@ -46,6 +46,7 @@ from .form import FormPanel
 from .gallery_controller import GalleryController, open_gallery
 from .gallery_tab import GalleryTab
 from .gallery_view import GalleryView
+from .lab_controller import LabController
 from .live_panel import LivePanel
 from .models_controller import ModelsController
 from .open_parameters import FILE_FILTER, image_paths_from_mime, open_parameters
@@ -193,6 +194,7 @@ class MainWindow(QMainWindow):
         self.live.canvas.activated.connect(self.save_current_as)
         self.live.canvas.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.live.canvas.customContextMenuRequested.connect(self._canvas_menu)
+        self.lab = LabController(self)  # the Diffusion Lab: replay, live mode, forward process, grids, guidance
         self._on_jobs_changed()
 
     # -- settings ---------------------------------------------------------------------------------------------
@@ -326,7 +328,8 @@ class MainWindow(QMainWindow):
 
     def _on_result(self, result: Result) -> None:
         self.form_model.set_last_seed(result.request.seed)
-        self.gallery.save(result)
+        if not result.kind:  # live pictures are saved when kept, grid cells by their grid
+            self.gallery.save(result)
 
     # -- saving -----------------------------------------------------------------------------------------------
     def _on_saved(self, ready: ImageReady, saved: SavedImage) -> None:
@@ -390,6 +393,7 @@ class MainWindow(QMainWindow):
             menu.addSeparator()
             for target, text in SEND_TARGETS.items():
                 menu.addAction(text, lambda t=target: self.edit.send_result(t, result))
+        self.lab.add_canvas_actions(menu, result)
         self.commands.save_as.setEnabled(result is not None)
         menu.exec(self.live.canvas.mapToGlobal(pos))
         self.commands.save_as.setEnabled(True)
