@@ -59,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="darkroom",
         description="Darkroom: watch pictures develop out of noise. Run without a command to open the app.",
+        epilog="darkroom --self-test makes one picture with the bundled model and prints whether this "
+               "installation works; darkroom --open-parameters PICTURE.png opens the app with a picture's "
+               "parameters.",
     )
     parser.add_argument("--version", action="version", version=f"darkroom {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logging")
@@ -74,25 +77,23 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--quiet", action="store_true", help="no progress bar")
     gen.set_defaults(handler=cmd_generate)
 
-    models = sub.add_parser("models", help="list or download models")
-    msub = models.add_subparsers(dest="models_command", metavar="ACTION", required=True)
-    msub.add_parser("list", help="list the models Darkroom can use").set_defaults(handler=cmd_models_list)
-    dl = msub.add_parser("download", help="download a model from the Hugging Face Hub (needs the internet)")
-    dl.add_argument("repo_id", help="e.g. stable-diffusion-v1-5/stable-diffusion-v1-5")
-    dl.add_argument("--config-only", action="store_true", help="only the configuration a single-file checkpoint needs")
-    dl.set_defaults(handler=cmd_models_download)
-
     # Imported here, not at the top: importing engine.cli (as the launcher does) must not import them.
     from .gallery.cli import register as register_gallery
+    from .models_cli import register as register_models
     from .cli_edit import add_edit_options
     from .lab_cli import add_animation_option, register as register_grid
-    from .train.cli import register as register_training
 
     add_animation_option(gen)
     add_edit_options(gen)
+    register_models(sub)
     register_grid(sub)
     register_gallery(sub)
-    register_training(sub)
+    try:
+        from .train.cli import register as register_training
+    except ImportError:  # the double-click bundle leaves the trainer out
+        pass
+    else:
+        register_training(sub)
     return parser
 
 
@@ -220,28 +221,6 @@ def save_to_folder(ready, folder: Path) -> Path:
         return store.write_new_file(folder, lambda: store.image_file_name(now, ready.request.seed), data)
     except OSError as exc:
         raise store.disk_error(exc, folder) from None
-
-
-def cmd_models_list(args) -> int:
-    from .models import available_models
-
-    models = available_models()
-    if not models:
-        from .models import NO_MODEL_MESSAGE
-
-        print(NO_MODEL_MESSAGE, file=sys.stderr)
-        return EXIT_OK
-    for entry in models:
-        print(f"{entry.name}\t{entry.source}\t{entry.path}")
-    return EXIT_OK
-
-
-def cmd_models_download(args) -> int:
-    from .hub import download
-
-    path = download(args.repo_id, config_only=args.config_only)
-    print(path)
-    return EXIT_OK
 
 
 def _error(message: str) -> None:

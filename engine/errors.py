@@ -13,6 +13,7 @@ class ErrorKind(str, Enum):
     OFFLINE = "offline"
     OUT_OF_MEMORY = "out_of_memory"
     DISK = "disk"
+    CANCELLED = "cancelled"
     INTERNAL = "internal"
 
 

@@ -26,7 +26,7 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 class ModelEntry:
     name: str
     path: Path
-    source: str  # "bundled", "user" or "path"
+    source: str  # "bundled", "user", "hub" or "path"
 
     @property
     def is_folder(self) -> bool:
@@ -50,11 +50,18 @@ def _scan(folder: Path, source: str) -> list[ModelEntry]:
 
 
 def available_models(extra_paths: tuple[str, ...] = ()) -> list[ModelEntry]:
-    """Bundled models first (the default one leading), then the user's models, then extra paths that exist."""
+    """Bundled models first (the default one leading), then the user's models, the models downloaded from the Hub
+    (completely), then extra paths that exist."""
     bundled = _scan(paths.BUNDLED_MODELS, "bundled")
     bundled.sort(key=lambda e: e.name != DEFAULT_BUNDLED)
     entries = bundled + _scan(paths.models_dir(), "user")
     known = {e.path.resolve() for e in entries}
+    from .hub import completed
+
+    for repo, folder in completed().items():
+        if folder.resolve() not in known:
+            entries.append(ModelEntry(repo.split("/")[-1], folder, "hub"))
+            known.add(folder.resolve())
     for extra in extra_paths:
         p = Path(extra).expanduser()
         if p.exists() and p.resolve() not in known and (is_model_folder(p) or p.suffix.lower() in CHECKPOINT_SUFFIXES):

@@ -16,12 +16,12 @@ from pathlib import Path
 from PySide6.QtCore import QObject, Signal
 
 from engine import fields, models
+from engine.library import SOURCE_WORDS
 from engine.settings import Settings
 
 from .banner import Message
 from .viewmodel import FormModel
 
-SOURCE_WORDS = {"bundled": "comes with Darkroom", "user": "in your models folder", "path": "added by you"}
 
 
 @dataclass(frozen=True)

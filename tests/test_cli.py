@@ -266,9 +266,9 @@ def test_engine_failure_details_go_to_debug_logging(caplog):
 
 
 def test_unexpected_cli_error_is_one_line_unless_debug(monkeypatch, capsys):
-    import engine.cli as cli
+    import engine.models_cli as models_cli
 
-    monkeypatch.setattr(cli, "cmd_models_list", lambda args: 1 / 0)
+    monkeypatch.setattr(models_cli, "cmd_list", lambda args: 1 / 0)
     assert main(["models", "list"]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "ZeroDivisionError" in err and "--debug" in err

@@ -4,7 +4,7 @@ import sys
 import pytest
 
 from engine.errors import OfflineError
-from engine.hub import download
+from engine.hub import completed, download
 
 
 def test_download_offline_fails_with_a_clear_message(monkeypatch, tmp_path):
@@ -12,9 +12,9 @@ def test_download_offline_fails_with_a_clear_message(monkeypatch, tmp_path):
 
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(OfflineError) as info:
-        download("stable-diffusion-v1-5/stable-diffusion-v1-5", dest=tmp_path / "m")
+        download("stable-diffusion-v1-5/stable-diffusion-v1-5")
     assert "cannot be reached" in info.value.message
-    assert not any((tmp_path / "m").glob("**/*.safetensors"))
+    assert completed() == {}
 
 
 def test_cli_download_unreachable_hub_is_one_line_and_nonzero(tmp_path):
@@ -34,12 +34,13 @@ def test_invalid_repo_ids_are_refused_before_any_download(monkeypatch, tmp_path,
 
     from engine.errors import DarkroomError, ErrorKind
 
-    monkeypatch.setattr(huggingface_hub, "snapshot_download", lambda *a, **k: pytest.fail("reached the network"))
+    monkeypatch.setattr(huggingface_hub.HfApi, "model_info", lambda *a, **k: pytest.fail("reached the network"))
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", lambda *a, **k: pytest.fail("reached the network"))
     with pytest.raises(DarkroomError) as info:
-        download(repo_id, dest=tmp_path / "m")
+        download(repo_id)
     assert info.value.kind == ErrorKind.VALIDATION
     assert "is not a Hugging Face model id" in info.value.message and "\n" not in info.value.message
-    assert not (tmp_path / "m").exists()
+    assert completed() == {}
 
 
 def test_cli_invalid_repo_id_is_one_line_exit_2(tmp_path):
