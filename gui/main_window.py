@@ -49,6 +49,7 @@ from .gallery_view import GalleryView
 from .lab_controller import LabController
 from .live_panel import LivePanel
 from .models_controller import ModelsController
+from .models_dialog import ModelsDialog, choose_model_file, choose_model_folder
 from .open_parameters import FILE_FILTER, image_paths_from_mime, open_parameters
 from .results import Result
 from .session import SessionPanel
@@ -98,6 +99,7 @@ class MainWindow(QMainWindow):
         actions_mod.fill_menu_bar(self.menuBar(), self.commands)
         self._add_model_menu = QMenu(self)
         self._add_model_menu.addActions([self.commands.add_model_folder, self.commands.add_model_file])
+        self._add_model_menu.addAction("Model library and downloads…", self.open_models_dialog)
         self._connect()
         self._restore_settings()
         self.models.refresh()
@@ -118,8 +120,9 @@ class MainWindow(QMainWindow):
         return actions_mod.ActionSlots(
             generate=self.generate, cancel=self.jobs.cancel_current, cancel_all=self.jobs.cancel_all,
             random_seed=lambda: self.form_model.set_value("seed", "random"), reuse_seed=self.form_model.reuse_last_seed,
-            open_parameters=self.open_parameters_dialog, add_model_folder=self.add_model_folder_dialog,
-            add_model_file=self.add_model_file_dialog, save_as=self.save_current_as, copy=self.copy_current,
+            open_parameters=self.open_parameters_dialog,
+            add_model_folder=lambda: choose_model_folder(self, self.models, self._dialog_dir()),
+            add_model_file=lambda: choose_model_file(self, self.models, self._dialog_dir()), save_as=self.save_current_as, copy=self.copy_current,
             show_gallery_folder=self.show_gallery_folder, choose_gallery_folder=self.choose_gallery_folder_dialog,
             quit=self.close, create_tab=lambda: self.tabs.setCurrentIndex(0),
             gallery_tab=lambda: self.tabs.setCurrentIndex(1), about=lambda: actions_mod.show_about(self),
@@ -250,16 +253,12 @@ class MainWindow(QMainWindow):
         anchor = self.form.models if self.form.models.isVisible() else self.live.canvas
         self._add_model_menu.popup(anchor.mapToGlobal(QPoint(0, anchor.height())))
 
-    def add_model_folder_dialog(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Choose a diffusers model folder", self._dialog_dir())
-        if folder:
-            self.models.add_path(folder)
-
-    def add_model_file_dialog(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Choose a model file", self._dialog_dir(),
-                                              "Safetensors checkpoints (*.safetensors)")
-        if path:
-            self.models.add_path(path)
+    def open_models_dialog(self) -> ModelsDialog:
+        """The model library window (non-modal; closing it cancels a download)."""
+        dialog = ModelsDialog(self.models, self._dialog_dir(), self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.show()
+        return dialog
 
     def _dialog_dir(self) -> str:
         return self.settings.last_dir or str(Path.home())

@@ -82,6 +82,20 @@ class ModelsController(QObject):
             self._form.set_value("model", self._choices[0].value)
         self.choices_changed.emit(self.choices())
 
+    def user_models(self) -> list[str]:
+        """The models added by path (the settings' list)."""
+        return list(self._settings.user_models)
+
+    def remove(self, name: str) -> str:
+        """Take a model added by path or downloaded out of the library (engine.library.remove); DarkroomError for
+        one that cannot be removed."""
+        from engine import library
+
+        removed = library.remove(name, self._settings.user_models)
+        self.refresh()
+        self.status.emit(f"Removed {removed} from the library.")
+        return removed
+
     def add_path(self, path: str | Path) -> bool:
         """Add a diffusers folder or .safetensors file to the menu and select it. False (and a banner message)
         when the path is not a model Darkroom can open."""
