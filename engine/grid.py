@@ -129,7 +129,9 @@ def _apply(request: GenerationRequest, axis: Axis, index: int) -> GenerationRequ
         return dataclasses.replace(request, source=dataclasses.replace(request.source, strength=value))
     if axis.name.startswith("lora:"):
         lora_name = axis.name[5:]
-        loras = [dataclasses.replace(lo, weight=value) if lo.name == lora_name else lo for lo in request.loras]
+        # The axis sets the weight itself: no longer the prompt tag's (a rebuilt recipe keeps the axis's value).
+        loras = [dataclasses.replace(lo, weight=value, from_prompt=False) if lo.name == lora_name else lo
+                 for lo in request.loras]
         if not any(lo.name == lora_name for lo in request.loras):
             loras.append(LoraRef(lora_name, value))
         return dataclasses.replace(request, loras=tuple(loras))

@@ -61,6 +61,11 @@ def models_dir() -> Path:
     return data_dir() / "models"
 
 
+def loras_dir() -> Path:
+    """Folder of LoRA files (``.safetensors``, in subfolders too), named in prompts as ``<lora:name:weight>``."""
+    return models_dir() / "loras"
+
+
 def default_gallery_dir() -> Path:
     h = home()
     if h:

@@ -21,7 +21,7 @@ from .fields import FIELD, FIELDS, SEED_MAX, SIZE_MULTIPLE, check_text, parse_se
 __all__ = [
     "SEED_MAX", "SIZE_MULTIPLE", "REQUEST_FORMAT_VERSION", "ValidationError", "ImageRef", "SourceImage", "MaskPart",
     "OutpaintPart", "HiresPart", "LoraRef", "ControlPart", "PART_NAMES", "GenerationRequest", "BuiltRequest",
-    "build_request", "parse_seed", "random_seed",
+    "build_request", "parse_seed", "random_seed", "prompt_loras",
 ]
 
 #: Version of the JSON form written by :meth:`GenerationRequest.to_dict` (1: flat fields with "scheduler").
@@ -200,11 +200,14 @@ class HiresPart:
 
 @dataclass(frozen=True)
 class LoraRef:
-    """A LoRA applied with ``weight``, by name (as in ``<lora:name:weight>``) and, once resolved, file hash."""
+    """A LoRA applied with ``weight``, by name (a file's name in the LoRA folder, as in ``<lora:name:weight>``)
+    and, once the engine has found its file, that file's SHA-256. ``from_prompt``: it came from a tag in the
+    prompt, so it is re-read from the prompt whenever the request is built (see :func:`build_request`)."""
 
     name: str
     weight: float = 1.0
     sha256: str = ""
+    from_prompt: bool = False
 
     def __post_init__(self) -> None:
         check_text(self.name, "A LoRA name", max_chars=255, single_line=True)
@@ -213,14 +216,34 @@ class LoraRef:
         _fraction(self.weight, f"The weight of LoRA {self.name[:40]!r}", -10.0, 10.0)
         if self.sha256 and not _SHA256.match(self.sha256):
             raise ValueError(f"The hash of LoRA {self.name[:40]!r} is not a SHA-256.")
+        if not isinstance(self.from_prompt, bool):
+            raise ValueError("A LoRA's from_prompt must be true or false.")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "weight": self.weight, "sha256": self.sha256}
+        data = {"name": self.name, "weight": self.weight, "sha256": self.sha256}
+        return {**data, "from_prompt": True} if self.from_prompt else data
 
     @classmethod
     def from_dict(cls, data: Any) -> "LoraRef":
         data = _mapping(data, "LoRA")
-        return cls(data.get("name"), data.get("weight", 1.0), data.get("sha256", ""))
+        return cls(data.get("name"), data.get("weight", 1.0), data.get("sha256", ""), data.get("from_prompt", False))
+
+
+def prompt_loras(prompt: str, loras: tuple[LoraRef, ...]) -> tuple[LoraRef, ...]:
+    """The LoRAs a request applies: those chosen outside the prompt (a list, a grid axis), then one per
+    ``<lora:name:weight>`` tag of the prompt whose LoRA is not among them. Entries from tags are always re-read
+    from the prompt, so removing a tag removes its LoRA; a file hash already recorded for the name is kept.
+    Tags in the negative prompt apply nothing (they are only taken out of its text). Raises ValueError for a tag
+    whose name or weight a LoRA cannot have."""
+    from .prompts import extract_loras
+
+    chosen = [lora for lora in loras if not lora.from_prompt]
+    recorded = {lora.name: lora.sha256 for lora in loras if lora.from_prompt}
+    names = {lora.name for lora in chosen}
+    _, tags = extract_loras(prompt)
+    tagged = [LoraRef(tag.name, tag.weight, recorded.get(tag.name, ""), from_prompt=True)
+              for tag in tags if tag.name not in names]
+    return tuple(chosen + tagged)
 
 
 @dataclass(frozen=True)
@@ -347,7 +370,10 @@ def build_request(**values: Any) -> BuiltRequest:
 
     Takes registry field names (missing ones take their defaults) and part names. A "random" seed (or None,
     "", -1) is replaced by a fresh random integer so the request records the seed actually used. Sizes that are
-    not multiples of 8 are rounded to the nearest multiple, with a notice.
+    not multiples of 8 are rounded to the nearest multiple, with a notice. The prompt's ``<lora:name:weight>``
+    tags become ``loras`` entries here (:func:`prompt_loras`): the one place tags turn into LoRAs, so every
+    request lists all the LoRAs it applies, a bad tag is reported before any job runs, and the engine only
+    resolves names to files.
     """
     unknown = set(values) - set(FIELD) - set(_PARTS)
     if unknown:
@@ -371,6 +397,11 @@ def build_request(**values: Any) -> BuiltRequest:
             typed[name] = _part(name, values.get(name))
         except (ValueError, TypeError) as exc:
             errors[name] = str(exc)
+    if "prompt" in typed and "loras" in typed:
+        try:
+            typed["loras"] = prompt_loras(typed["prompt"], typed["loras"])
+        except ValueError as exc:
+            errors["prompt"] = f"A <lora:…> tag in the prompt is not usable: {exc}"
     if not errors:
         errors.update(_part_conflicts(typed))
     if errors:

@@ -8,6 +8,7 @@ denoiser).
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import logging
 import os
@@ -21,6 +22,8 @@ from .edit.passes import EditJob, PassPlan, strength_zero_image
 from .errors import DarkroomError, ErrorKind
 from .events import Cancelled, Event, Finished, ImageReady, Preview, Progress, Started, StatusChanged
 from .fastpath import FastPath
+from .lora_apply import AppliedLoras
+from .loras import resolve as resolve_loras
 from .loader import LoadedModel, load_model
 from .models import resolve
 from .preview import HostPreviews
@@ -51,6 +54,7 @@ class Runtime:
         self._model: LoadedModel | None = None
         self._fast: FastPath | None = None  # the GPU fast path of the loaded model (None: standard path)
         self._controls = ControlModels()  # control models loaded for the current model
+        self._loras = AppliedLoras()  # the LoRAs the loaded model holds
         if self.device.device == "cpu":
             torch.set_num_threads(options.cpu_threads or cpu_threads())
             log.info("running on the CPU with %d threads", torch.get_num_threads())
@@ -85,6 +89,7 @@ class Runtime:
             self._fast.close()
             self._fast = None
         self._controls.clear()
+        self._loras.forget()
         if self._model is not None:
             self._model = None
             gc.collect()
@@ -97,7 +102,12 @@ class Runtime:
         request = job.request
         refuse_unavailable_parts(request)
         inputs = prepare_inputs(request)  # reads the pictures: a missing file or an empty mask fails before loading
+        loras = resolve_loras(request.loras)  # finds and hashes the files: a missing LoRA fails before loading too
+        if loras:  # what the images record: each LoRA with its file's hash
+            request = dataclasses.replace(request, loras=tuple(lora.ref for lora in loras))
         model = self.model_for(request.model)
+        self._loras.apply(model.family, loras)  # before encoding: a LoRA may change the text encoders
+        lora_notes = tuple(lora.note for lora in loras if lora.note)
         self._emit(Started(job.job_id, request, model.name))
         count = request.batch_count
         clock = _JobClock()
@@ -115,7 +125,9 @@ class Runtime:
                 if inputs.skips_model and request.hires is None:
                     image, notes = strength_zero_image(inputs), ()
                 else:
-                    fast = self._fast if self._fast is not None and self._fast.active else None
+                    # The fast path's compiled graphs were made without LoRA layers: jobs with LoRAs run eagerly.
+                    fast = self._fast if self._fast is not None and self._fast.active and not self._loras.active \
+                        else None
                     try:
                         image, notes = self._image(job, model, edit, image_request, cond, index, fast, clock,
                                                    preview_options, recording)
@@ -145,7 +157,7 @@ class Runtime:
                         device=self.device_name,
                         dtype=self.dtype_name,
                         seconds=time.perf_counter() - image_started,
-                        notes=edit.notes + notes,
+                        notes=lora_notes + edit.notes + notes,
                         replay=recording.frames(),
                         guidance=recording.guidance,
                     )
@@ -228,9 +240,7 @@ class Runtime:
 
 
 #: Request parts the engine cannot use yet → what to tell people.
-_UNAVAILABLE = {
-    "loras": "LoRAs are not available yet.",
-}
+_UNAVAILABLE: dict[str, str] = {}
 
 
 def refuse_unavailable_parts(request) -> None:

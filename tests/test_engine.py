@@ -178,7 +178,7 @@ def test_broken_receiver_does_not_kill_the_engine(tiny_model_dir):
 def test_requests_with_parts_not_available_yet_are_refused_clearly(engine, rec, tiny_model_dir, tmp_path):
     image = ImageRef("0" * 64, str(tmp_path / "source.png"))
     parts = {
-        "loras": (dict(loras=(LoraRef("ink"),)), "LoRAs are not available yet"),
+        "loras": (dict(loras=(LoraRef("ink"),)), "There is no LoRA called 'ink'"),
         # Editing parts run; a picture that is not there is refused as clearly, before the model loads.
         "source": (dict(source=SourceImage(image)), "source image source.png is missing"),
         "controls": (dict(controls=(ControlPart("canny", image),)), "control image source.png is missing"),

@@ -115,6 +115,10 @@ class Family(ABC):
     #: The model's own scheduler configuration, the base every sampler is built from.
     scheduler_config: Mapping[str, Any]
 
+    #: The diffusers pipeline holding this model's modules, for diffusers' LoRA loaders (:mod:`engine.lora_apply`);
+    #: None where LoRAs cannot be applied.
+    lora_pipeline: Any = None
+
     def __init__(self, device) -> None:
         self.device = device  # engine.devices.DeviceChoice
 

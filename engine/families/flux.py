@@ -123,6 +123,7 @@ class Flux(Family):
     def __init__(self, pipe, device) -> None:
         super().__init__(device)
         self.transformer, self.vae = pipe.transformer, pipe.vae
+        self.lora_pipeline = pipe
         self.clip = ClipText(pipe.tokenizer, pipe.text_encoder, "clip_l")
         self.t5 = (pipe.tokenizer_2, pipe.text_encoder_2)
         move({"transformer": self.transformer, "vae": self.vae, "clip": pipe.text_encoder, "t5": pipe.text_encoder_2},

@@ -113,6 +113,7 @@ class StableDiffusion3(Family):
     def __init__(self, pipe, device) -> None:
         super().__init__(device)
         self.transformer, self.vae = pipe.transformer, pipe.vae
+        self.lora_pipeline = pipe
         self.clips = [ClipText(pipe.tokenizer, pipe.text_encoder, "clip_l"),
                       ClipText(pipe.tokenizer_2, pipe.text_encoder_2, "clip_g")]
         self.t5 = (pipe.tokenizer_3, pipe.text_encoder_3) if pipe.text_encoder_3 is not None else None

@@ -94,11 +94,28 @@ def format_infotext(
     # Imported here: that module reads this one's helpers.
     from .infotext_edits import edit_params
 
-    params = {**ordered, **params, **edit_params(request), "Version": version or None}
+    params = {**ordered, **params, **edit_params(request), **hash_params(request), "Version": version or None}
     text = request.prompt
     if request.negative_prompt:
         text += f"\nNegative prompt: {request.negative_prompt}"
     return f"{text}\n{format_params_line(params)}"
+
+
+#: Keys recording the files a picture used, by name and short hash (A1111's); read back as a record only.
+HASH_KEYS = ("Lora hashes", "TI hashes")
+
+
+def _hash_list(items) -> str | None:
+    # A1111 drops ":" and "," from names so the list stays readable.
+    text = ", ".join(f"{name.replace(':', '').replace(',', '')}: {sha256[:10]}" for name, sha256 in items if sha256)
+    return text or None
+
+
+def hash_params(request: GenerationRequest) -> dict[str, object]:
+    """``Lora hashes`` (and ``TI hashes``) as A1111 writes them: ``"name: first 10 hex digits of the file's
+    SHA-256, …"``, for the files the engine resolved (a request not yet run has no hashes, and no key)."""
+    params: dict[str, object] = {"Lora hashes": _hash_list((lora.name, lora.sha256) for lora in request.loras)}
+    return {k: v for k, v in params.items() if v}
 
 
 @dataclass(frozen=True)

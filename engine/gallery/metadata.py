@@ -173,7 +173,8 @@ def parse_a1111(text: str) -> ImageParameters:
         # Only Darkroom's own chunk references pictures; infotext cannot bring them back.
         warnings.append("This image was made from other pictures (a source image, mask or control image) that its "
                         "parameters cannot bring back; their settings were read, the pictures must be chosen again.")
-    ignored = [k for k in p if k not in _A1111_USED and k != "Version" and not is_edit_key(k)]
+    ignored = [k for k in p if k not in _A1111_USED and k != "Version" and not is_edit_key(k)
+               and k not in _infotext.HASH_KEYS]
     if ignored:
         shown = ", ".join(k[:40] for k in ignored[:8]) + ("…" if len(ignored) > 8 else "")
         warnings.append(f"Settings Darkroom does not use were ignored: {shown}.")
