@@ -93,7 +93,7 @@ def bench_live(edits: int, device: str) -> dict:
         t0 = time.perf_counter()
         QTest.keyClick(prompt, key)
         expected = window.form_model.value("prompt")
-        wait_until(lambda: shown_prompt() == expected and not window.jobs.busy, 120)
+        wait_until(lambda e=expected: shown_prompt() == e and not window.jobs.busy, 120)
         latencies.append(time.perf_counter() - t0)
         engine_s.append(window.jobs.shown.result.seconds)
         spin(50)
@@ -103,7 +103,7 @@ def bench_live(edits: int, device: str) -> dict:
     for i in range(loop_n):
         QTest.keyClick(prompt, "x")
         expected = window.form_model.value("prompt")
-        wait_until(lambda: shown_prompt() == expected, 120)
+        wait_until(lambda e=expected: shown_prompt() == e, 120)
     loop_s = time.perf_counter() - t0
     wait_until(lambda: not window.jobs.busy, 120)
 
@@ -191,7 +191,7 @@ def bench_animation(out_dir: Path) -> dict:
 # -- a 4×4 grid ------------------------------------------------------------------------------------------------------
 def bench_grid(device: str, out_dir: Path) -> dict:
     from engine.engine import Engine, EngineOptions, PreviewOptions
-    from engine.events import Failed, Finished, ImageReady, Cancelled
+    from engine.events import Cancelled, Failed, Finished, ImageReady
     from engine.gallery import Gallery
     from engine.grid import compose, expand, parse_axis
     from engine.models import native_size

@@ -111,15 +111,19 @@ class LabController(QObject):
         shown, result = self._window.jobs.shown, self.replay.result
         if shown is None or result is None or shown.result is not result:
             return
-        canvas = self._window.live.canvas
+        live = self._window.live
         if self.replay.at_end:
-            canvas.show_image(shown.image, shown.frame)
-            canvas.set_caption(shown.caption)
+            live.canvas.show_image(shown.image, shown.frame)
+            live.canvas.set_caption(shown.caption)
+            live.explain()
         else:
             steps = self.replay.count - 1
-            canvas.show_image(self.replay.image(position), Frame("replay", result.key[0], position + 1, steps,
-                                                                 result.key[1]))
-            canvas.set_caption(self.replay.label())
+            live.canvas.show_image(self.replay.image(position), Frame("replay", result.key[0], position + 1, steps,
+                                                                      result.key[1]))
+            live.canvas.set_caption(self.replay.label())
+            live.explanation.setText(f"Replay: the model's guess of the finished picture (x0) after step {position + 1} "
+                                     f"of {steps}, through the quick approximate decoder. Drag to the end for the "
+                                     "picture itself.")
 
     def export_animation_dialog(self) -> None:
         result = self.replay.result

@@ -49,10 +49,12 @@ def test_the_scrubber_shows_the_x0_frame_of_each_step_then_the_picture(make_wind
         assert canvas.frame().kind == "replay" and canvas.frame().step == k
         assert np.array_equal(_pixels(canvas.image()), result.replay[k - 1])
         assert bar.step_label.text() == f"Step {k}/5 · model's guess (x0)"
+        assert f"after step {k} of 5" in window.live.explanation.text()
     assert window.current_result() is result  # scrubbing changes what is painted, not which picture it is
 
     bar.slider.setValue(5)
     assert canvas.frame().kind == "final" and np.array_equal(_pixels(canvas.image()), result.ready.image)
+    assert window.live.explanation.text().startswith("The finished picture")
 
     # Another job's live preview hides the scrubber; an earlier result brings it back for that result.
     hold = EngineHold(at_step=2)  # step 1's preview is shown, then the worker waits
