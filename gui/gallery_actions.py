@@ -23,11 +23,12 @@ BUTTONS = ("action_use_all", "action_use_seed", "action_favourite", "action_copy
            "action_reveal", "action_export", "action_delete")
 #: The grid's context menu, in order; None is a separator.
 MENU = ("action_open", None, "action_use_all", "action_use_seed", None, "action_send_img2img", "action_send_inpaint",
-        "action_send_outpaint", "action_send_hires", None, "action_favourite", "action_copy_image",
+        "action_send_outpaint", "action_send_hires", "action_forward", None, "action_favourite", "action_copy_image",
         "action_copy_parameters", "action_reveal", "action_export", None, "action_delete")
 #: Enabled when there is a current image.
 NEED_CURRENT = ("action_use_all", "action_use_seed", "action_reveal", "action_copy_image", "action_copy_parameters",
-                "action_open", "action_send_img2img", "action_send_inpaint", "action_send_outpaint", "action_send_hires")
+                "action_open", "action_send_img2img", "action_send_inpaint", "action_send_outpaint", "action_send_hires",
+                "action_forward")
 #: Enabled when images are selected (or there is a current one).
 NEED_SELECTION = ("action_favourite", "action_delete", "action_export")
 
@@ -42,6 +43,8 @@ def _table(view: GalleryView) -> tuple:
          "Put this image's seed into the generation form (S)"),
         *((f"action_send_{target}", text, lambda t=target: view.send_current(t), [],
            f"{text}: edit this image in the Create tab") for target, text in SEND_TARGETS.items()),
+        ("action_forward", "Forward process…", view.forward_current, [],
+         "Watch this image dissolve into noise under the current model's schedule"),
         ("action_favourite", "Favourite", view.toggle_favourite, [K("F")], "Mark or unmark as favourite (F)"),
         ("action_delete", "Move to trash", view.delete_selected, [K(K.StandardKey.Delete)],
          "Move the selected images to the trash (Delete)"),

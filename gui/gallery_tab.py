@@ -21,6 +21,7 @@ class GalleryTab(QStackedWidget):
     use_parameters = Signal(object)  # engine.request.GenerationRequest
     use_seed = Signal(int)
     send_to = Signal(str, object, object)  # target, image file, its recipe or None
+    forward_process = Signal(object)  # an image file
     status_message = Signal(str)
 
     def __init__(self, controller: GalleryController, parent: QWidget | None = None):
@@ -52,6 +53,7 @@ class GalleryTab(QStackedWidget):
             view.use_parameters.connect(self.use_parameters)
             view.use_seed.connect(self.use_seed)
             view.send_to.connect(self.send_to)
+            view.forward_process.connect(self.forward_process)
             view.status_message.connect(self.status_message)
             view.autosave_changed.connect(self._controller.set_autosave)
             self.addWidget(view)

@@ -61,6 +61,8 @@ class GalleryView(QWidget):
     use_seed = Signal(int)
     #: "Send to …": (target, the image's file, its recipe or None)
     send_to = Signal(str, object, object)
+    #: "Forward process…": the image's file
+    forward_process = Signal(object)
     status_message = Signal(str)
     autosave_changed = Signal(bool)
     #: Emitted after the model was refreshed from the index (tests and benchmarks wait on it).
@@ -401,6 +403,11 @@ class GalleryView(QWidget):
         if record is not None:
             request, _message = request_from_record(self.gallery, record)
             self.send_to.emit(target, record.path, request)
+
+    def forward_current(self) -> None:
+        record = self.current_record()
+        if record is not None:
+            self.forward_process.emit(record.path)
 
     def use_seed_of_current(self) -> None:
         record = self.current_record()

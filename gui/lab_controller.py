@@ -63,6 +63,7 @@ class LabController(QObject):
         self.exporter.done.connect(self._on_exported)
         self.live_mode.kept.connect(lambda r: window.status.showMessage(f"Kept the live picture (seed {r.request.seed}).", 4000))
         window.edit.model.changed.connect(self._sync_forward_settings)
+        window.gallery_tab.forward_process.connect(self.show_forward_file)
         window.form_model.value_changed.connect(lambda name, _v: name in ("model", "steps") and self._sync_forward_settings())
 
     # -- menus ------------------------------------------------------------------------------------------------
@@ -194,6 +195,12 @@ class LabController(QObject):
         elif self.forward.picture is None:
             self.forward_dialog.status.setText("Open a picture to watch it dissolve into noise.")
         return self.forward_dialog
+
+    def show_forward_file(self, path: str | Path) -> ForwardDialog:
+        """The forward process of a picture file (from the gallery)."""
+        dialog = self.show_forward()
+        dialog.open_picture(path)
+        return dialog
 
     def build_base(self) -> GenerationRequest:
         """The form's request (with the edit's parts), as Generate would make it. Raises ValidationError or

@@ -1,4 +1,4 @@
-"""Picture editing in the window: the mask editor through the mouse, the edit's parts, Send to, dropping a picture
+"""Picture editing in the window (and the gallery's ways into it and into the forward-process view): the mask editor
 on the canvas, and remaking an edit from the gallery pixel for pixel (real engine, tiny random-weight model)."""
 
 from __future__ import annotations
@@ -315,3 +315,17 @@ def test_a_drawn_scribble_steers_through_a_controlnet_and_is_kept_in_the_recipe(
     assert control.model == tiny_controlnet_dir.name and control.weight == 1.0  # named, never located
     with Image.open(window.gallery.folder() / control.image.path) as stored:
         assert np.array_equal(np.asarray(stored.convert("L")), lines)
+
+
+def test_gallery_opens_an_image_in_the_forward_process_view(make_window):
+    window = make_window()
+    fill_form(window, steps=2)
+    first = _generate(window)
+    view = window.gallery_view
+    wait_until(lambda: view.model.rowCount() == 1)
+    view.select_row(0)
+    view.action_forward.trigger()
+    dialog = window.lab.forward_dialog
+    assert dialog is not None and dialog.isVisible()
+    assert np.array_equal(window.lab.forward.picture, first.ready.image)
+    dialog.close()
