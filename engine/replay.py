@@ -7,7 +7,8 @@ come to the host in one copy when the image is finished, so the GPU loop never w
 
 Memory bound: a frame is the latent's size (1/8 of the image per side), pooled down to at most :data:`MAX_SIDE`
 pixels per side, so a 50-step 1024² SDXL replay is 50 × 128² × 3 bytes ≈ 2.5 MB and the largest possible one
-(150 steps of a 2048² image) 150 × 192² × 3 ≈ 16.6 MB.
+(150 steps of a 1536² image, whose 192² latent is kept as it is; larger ones are pooled by whole factors, a
+2048² image's to 128²) 150 × 192² × 3 ≈ 16.6 MB.
 
 Runs on the engine's worker thread; the arrays handed over are fresh and read-only.
 """
