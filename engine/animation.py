@@ -60,12 +60,19 @@ def encode_animation(frames: Sequence[np.ndarray], suffix: str, *, frame_ms: int
     durations = [frame_ms] * (len(images) - 1) + [hold_ms]
     buffer = io.BytesIO()
     if suffix == ".gif":
-        images = [im.quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE) for im in images]
+        # One palette for the whole animation, from a strip of frames across it: mapping to a given palette is
+        # several times faster than a palette per frame, and the frames (guesses of one picture) share colours.
+        picks = images[:: max(1, len(images) // 6)] + [images[-1]]
+        strip = Image.new("RGB", (sum(im.width // 4 for im in picks), images[0].height // 4))
+        for i, im in enumerate(picks):
+            strip.paste(im.resize((im.width // 4 or 1, im.height // 4 or 1)), (i * (im.width // 4), 0))
+        palette = strip.quantize(colors=256, method=Image.Quantize.MEDIANCUT)
+        images = [im.quantize(palette=palette, dither=Image.Dither.NONE) for im in images]
         images[0].save(buffer, format="GIF", save_all=True, append_images=images[1:], duration=durations, loop=0,
                        disposal=1, optimize=False)
-    else:
+    else:  # method 0: the fastest WebP encoder setting, still a third of a GIF's size
         images[0].save(buffer, format="WEBP", save_all=True, append_images=images[1:], duration=durations, loop=0,
-                       quality=85, method=2)
+                       quality=85, method=0)
     return buffer.getvalue()
 
 
