@@ -66,6 +66,11 @@ def loras_dir() -> Path:
     return models_dir() / "loras"
 
 
+def embeddings_dir() -> Path:
+    """Folder of textual-inversion embeddings (``.safetensors``): a prompt word equal to a file's name uses it."""
+    return models_dir() / "embeddings"
+
+
 def default_gallery_dir() -> Path:
     h = home()
     if h:

@@ -4,7 +4,7 @@ A :class:`GenerationRequest` is frozen and always valid: build it with :func:`bu
 core field against the registry (:mod:`engine.fields`), resolves a "random" seed into the integer actually used
 and rounds sizes to the model's multiple (returning a notice that says so). Beside the core fields it holds
 optional parts, each self-validating and empty until a feature uses it: a source image with its strength, a
-mask, LoRA references and control inputs. Images are referenced by content hash and path, never embedded.
+mask, LoRA references, control inputs, and the record of the textual-inversion embeddings a job used. Images are referenced by content hash and path, never embedded.
 The engine never reads widgets or settings, only requests. Safe to use from any thread.
 """
 
@@ -20,7 +20,7 @@ from .fields import FIELD, FIELDS, SEED_MAX, SIZE_MULTIPLE, check_text, parse_se
 
 __all__ = [
     "SEED_MAX", "SIZE_MULTIPLE", "REQUEST_FORMAT_VERSION", "ValidationError", "ImageRef", "SourceImage", "MaskPart",
-    "OutpaintPart", "HiresPart", "LoraRef", "ControlPart", "PART_NAMES", "GenerationRequest", "BuiltRequest",
+    "OutpaintPart", "HiresPart", "LoraRef", "ControlPart", "EmbeddingRef", "PART_NAMES", "GenerationRequest", "BuiltRequest",
     "build_request", "parse_seed", "random_seed", "prompt_loras",
 ]
 
@@ -247,6 +247,28 @@ def prompt_loras(prompt: str, loras: tuple[LoraRef, ...]) -> tuple[LoraRef, ...]
 
 
 @dataclass(frozen=True)
+class EmbeddingRef:
+    """A textual-inversion embedding a job's prompts used, recorded by the engine: its name (the word in the
+    prompt) and its file's SHA-256. A record only: the prompt's words are what call an embedding up."""
+
+    name: str
+    sha256: str
+
+    def __post_init__(self) -> None:
+        check_text(self.name, "An embedding name", max_chars=255, single_line=True)
+        if not self.name.strip() or not isinstance(self.sha256, str) or not _SHA256.match(self.sha256):
+            raise ValueError("An embedding record needs a name and the SHA-256 of its file.")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "sha256": self.sha256}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "EmbeddingRef":
+        data = _mapping(data, "embedding")
+        return cls(data.get("name"), data.get("sha256"))
+
+
+@dataclass(frozen=True)
 class ControlPart:
     """A control model steering the layout with ``image``, at ``weight``, over a fraction of the steps."""
 
@@ -285,6 +307,7 @@ _PARTS: dict[str, tuple[type, bool]] = {
     "hires": (HiresPart, False),
     "loras": (LoraRef, True),
     "controls": (ControlPart, True),
+    "embeddings": (EmbeddingRef, True),
 }
 
 
@@ -311,6 +334,7 @@ class GenerationRequest:
     hires: HiresPart | None = None
     loras: tuple[LoraRef, ...] = ()
     controls: tuple[ControlPart, ...] = ()
+    embeddings: tuple[EmbeddingRef, ...] = ()
 
     def image_request(self, index: int) -> "GenerationRequest":
         """The request that remakes image ``index`` of this batch alone (seed + index, batch of one)."""

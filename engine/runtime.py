@@ -15,6 +15,7 @@ import os
 import time
 from typing import Callable
 
+from . import embeddings
 from .devices import choose_device
 from .edit.control import ControlModels
 from .edit.inputs import prepare as prepare_inputs
@@ -116,6 +117,7 @@ class Runtime:
         try:
             edit = EditJob(model, request, inputs, self._controls)
             cond = model.family.condition(request)
+            request = with_embeddings_used(request, cond.cfg)
             recording = JobRecording(job.options, model.preview, model.family.prediction, request.cfg)
             for index in range(count):
                 image_request = request.image_request(index)
@@ -237,6 +239,16 @@ class Runtime:
 
     def close(self) -> None:
         self._release()
+
+
+def with_embeddings_used(request, cfg: bool):
+    """``request`` recording the textual-inversion embeddings its encoded prompts used (the negative one only
+    with CFG), by name and file hash: what its images' metadata keeps."""
+    from .request import EmbeddingRef
+
+    texts = (request.prompt, request.negative_prompt) if cfg else (request.prompt,)
+    used = tuple(EmbeddingRef(e.name, e.sha256) for e in embeddings.used_by(texts).values())
+    return request if used == request.embeddings else dataclasses.replace(request, embeddings=used)
 
 
 #: Request parts the engine cannot use yet → what to tell people.

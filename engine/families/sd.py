@@ -82,8 +82,9 @@ class StableDiffusion(Family):
 
         device = self.device.device
         texts = [negative_prompt, prompt] if cfg else [prompt]
+        chunked = chunk_texts([self.clip], texts)
         with torch.inference_mode():
-            embeds = [encode_chunks(self.clip, row[0], device)[0] for row in chunk_texts([self.clip], texts)]
+            embeds = [encode_chunks(self.clip, row[0], device, vectors=chunked.vectors[0])[0] for row in chunked.rows]
         return Conditioning({"embeds": embeds[0] if len(embeds) == 1 else torch.cat(embeds)}, cfg)
 
     def model_inputs(self, x, t, cond: Conditioning):

@@ -136,15 +136,15 @@ class StableDiffusion3(Family):
     def denoiser(self):
         return self.transformer
 
-    def _embed(self, text: str, row):
+    def _embed(self, text: str, row, vectors):
         """(sequence embeddings, pooled embeddings) of one prompt: [CLIP-L ‖ CLIP-G, padded to T5's width; T5].
         ``row``: the prompt's CLIP chunks per encoder (A1111's syntax read); T5 reads the plain words."""
         import torch
 
         device = self.device.device
         hidden, pooled = [], []
-        for clip, chunks in zip(self.clips, row):
-            states, projected = encode_chunks(clip, chunks, device, penultimate=True)
+        for clip, chunks, clip_vectors in zip(self.clips, row, vectors):
+            states, projected = encode_chunks(clip, chunks, device, penultimate=True, vectors=clip_vectors)
             hidden.append(states)
             pooled.append(projected)
         dtype = self.transformer.dtype
@@ -160,11 +160,11 @@ class StableDiffusion3(Family):
         import torch
 
         texts = [prompt, negative_prompt] if cfg else [prompt]
+        chunked = chunk_texts(self.clips, texts)
         with torch.inference_mode():
-            rows = chunk_texts(self.clips, texts)
-            embeds, pooled = self._embed(prompt, rows[0])
+            embeds, pooled = self._embed(prompt, chunked.rows[0], chunked.vectors)
             if cfg:
-                negative, negative_pooled = self._embed(negative_prompt, rows[1])
+                negative, negative_pooled = self._embed(negative_prompt, chunked.rows[1], chunked.vectors)
                 embeds = torch.cat([negative, embeds])
                 pooled = torch.cat([negative_pooled, pooled])
         return Conditioning({"embeds": embeds, "pooled": pooled}, cfg)

@@ -77,13 +77,13 @@ class StableDiffusionXL(Family):
     def denoiser(self):
         return self.unet
 
-    def _embed(self, row):
+    def _embed(self, row, vectors):
         """(states of both encoders side by side, the first pooled projection) of one prompt's chunks."""
         import torch
 
         hidden, pooled = [], None
-        for clip, chunks in zip(self.clips, row):
-            states, projected = encode_chunks(clip, chunks, self.device.device, penultimate=True)
+        for clip, chunks, clip_vectors in zip(self.clips, row, vectors):
+            states, projected = encode_chunks(clip, chunks, self.device.device, penultimate=True, vectors=clip_vectors)
             hidden.append(states)
             pooled = projected if pooled is None else pooled
         dtype = self.clips[-1].encoder.dtype
@@ -96,15 +96,15 @@ class StableDiffusionXL(Family):
 
         zeros = cfg and not negative_prompt and self.zeros_for_empty_prompt
         texts = [prompt, negative_prompt] if cfg and not zeros else [prompt]
+        chunked = chunk_texts(self.clips, texts)
         with torch.inference_mode():
-            rows = chunk_texts(self.clips, texts)
-            embeds, pooled = self._embed(rows[0])
+            embeds, pooled = self._embed(chunked.rows[0], chunked.vectors)
             ids = torch.tensor([time_ids(height, width)], dtype=embeds.dtype).to(self.device.device)
             if cfg:
                 if zeros:
                     negative, negative_pooled = torch.zeros_like(embeds), torch.zeros_like(pooled)
                 else:
-                    negative, negative_pooled = self._embed(rows[1])
+                    negative, negative_pooled = self._embed(chunked.rows[1], chunked.vectors)
                 embeds = torch.cat([negative, embeds])
                 pooled = torch.cat([negative_pooled, pooled])
                 ids = torch.cat([ids, ids])

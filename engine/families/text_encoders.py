@@ -9,8 +9,12 @@ the shorter), so a CFG batch stacks. The pooled output (SDXL, SD3, Flux) is the 
 A1111. A plain prompt of at most 75 tokens is one chunk laid out exactly as the tokenizer's own padded call lays it
 out, so it encodes to the very same tensor as before the syntax was read.
 
+A word equal to a textual-inversion embedding's name (:mod:`engine.embeddings`) takes as many places in its chunk
+as the embedding has vectors; the encoder's token lookup returns those vectors there (as A1111 does), and its
+weight applies to them like to any token.
+
 T5 (SD3, Flux) knows nothing of that syntax: it reads :func:`engine.prompts.plain_text`, the words with tags,
-brackets and weights taken out.
+brackets and weights taken out (an embedding's name stays a plain word for it).
 
 Plain functions and one small class; the engine's worker thread only (torch is imported inside functions).
 """
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
@@ -66,17 +71,31 @@ class ClipText:
                             size=self.size)
 
 
-def chunk_texts(clips: Sequence[ClipText], texts: Sequence[str],
-                counts: Sequence[dict[str, int] | None] | None = None) -> list[list[list[Chunk]]]:
-    """Chunks of every text for every encoder (``[text][clip]``), all lists padded with empty-prompt chunks to
-    the same length: a CFG batch stacks them, and encoders' states join side by side."""
-    counts = counts or [None] * len(clips)
-    table = [[clip.chunks(text, counts[i]) for i, clip in enumerate(clips)] for text in texts]
-    n = max(len(chunks) for row in table for chunks in row)
-    for row in table:
+@dataclass
+class ChunkedTexts:
+    """Prompts as chunks for each CLIP encoder (``rows[text][clip]``, every list of the same length: a CFG batch
+    stacks them, and encoders' states join side by side), and the textual-inversion vectors they use for each
+    encoder (``vectors[clip]``: name → N×D)."""
+
+    rows: list[list[list[Chunk]]]
+    vectors: list[dict[str, Any]]
+
+
+def chunk_texts(clips: Sequence[ClipText], texts: Sequence[str]) -> ChunkedTexts:
+    """Chunks of every text for every encoder, empty-prompt chunks filling the shorter lists; embeddings the
+    texts name (:func:`engine.embeddings.used_by`) get their vectors' places. Raises DarkroomError for an
+    embedding that does not fit an encoder."""
+    from .. import embeddings
+
+    found = embeddings.used_by(texts)
+    vectors = [{name: e.vectors_for(clip.role, clip.width) for name, e in found.items()} for clip in clips]
+    counts = [{name: int(v.shape[0]) for name, v in per_clip.items()} for per_clip in vectors]
+    rows = [[clip.chunks(text, counts[i]) for i, clip in enumerate(clips)] for text in texts]
+    n = max(len(chunks) for row in rows for chunks in row)
+    for row in rows:
         for i, clip in enumerate(clips):
             row[i] = row[i] + [clip.chunks("")[0]] * (n - len(row[i]))
-    return table
+    return ChunkedTexts(rows, vectors)
 
 
 def attention_mask(chunk: Chunk, eos: int) -> list[int]:
@@ -103,10 +122,11 @@ def encode_chunks(clip: ClipText, chunks: Sequence[Chunk], device: str, *, penul
     return hidden, projected
 
 
-def pooled_output(clip: ClipText, text: str, device: str, vectors: dict[str, Any] | None = None):
+def pooled_output(clip: ClipText, text: str, device: str):
     """The pooled output (the end token's final state, 1×D) of the prompt's first chunk, as A1111 takes it:
     Flux's pooled text. Weights change hidden states only, so they do not reach it."""
-    return _run(clip, chunk_texts([clip], [text])[0][0][0], device, False, vectors).pooler_output
+    chunked = chunk_texts([clip], [text])
+    return _run(clip, chunked.rows[0][0][0], device, False, chunked.vectors[0]).pooler_output
 
 
 def _run(clip: ClipText, chunk: Chunk, device: str, hidden_states: bool, vectors):

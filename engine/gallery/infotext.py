@@ -114,7 +114,8 @@ def _hash_list(items) -> str | None:
 def hash_params(request: GenerationRequest) -> dict[str, object]:
     """``Lora hashes`` (and ``TI hashes``) as A1111 writes them: ``"name: first 10 hex digits of the file's
     SHA-256, …"``, for the files the engine resolved (a request not yet run has no hashes, and no key)."""
-    params: dict[str, object] = {"Lora hashes": _hash_list((lora.name, lora.sha256) for lora in request.loras)}
+    params: dict[str, object] = {"Lora hashes": _hash_list((lora.name, lora.sha256) for lora in request.loras),
+                                 "TI hashes": _hash_list((e.name, e.sha256) for e in request.embeddings)}
     return {k: v for k, v in params.items() if v}
 
 
