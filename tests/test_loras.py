@@ -162,3 +162,29 @@ def test_flux_takes_transformer_loras_and_refuses_u_net_ones(engine, rec, tiny_f
     failed = failure(flux("a red apple <lora:sd-style:1>"))
     assert "made for a U-Net model" in failed.message and "Flux.1" in failed.message
     assert np.array_equal(image_of(flux()).image, plain.image)
+
+
+def test_jobs_with_loras_run_off_the_fast_path(tiny_model_dir, sd_layers, monkeypatch):
+    """The fast path's compiled code was made without LoRA layers: a LoRA job runs eagerly, and the compiled code
+    takes over again once the LoRA is off."""
+    from engine.engine import Engine, EngineOptions, PreviewOptions
+    from engine import fastpath
+    from tests.engine_helpers import Recorder
+    from tests.test_fastpath import FakeCompile
+
+    write_lora(paths.loras_dir() / "ink.safetensors", sd_layers, seed=1)
+    compile_fn = FakeCompile()
+    monkeypatch.setattr(fastpath, "COMPILE_DEVICES", ("cpu",))
+    monkeypatch.setattr(fastpath, "default_compile", compile_fn)
+    rec = Recorder()
+    engine = Engine(rec, EngineOptions(device="cpu", fast_path=True, preview=PreviewOptions(interval_s=0.0)))
+    try:
+        plain = image_of(run(engine, rec, request_for(tiny_model_dir, steps=3)))
+        assert engine._runtime._fast.wait(10)
+        compiled_calls = lambda: [c for c in compile_fn.calls if c["thread"] == "darkroom-engine"]  # noqa: E731
+        styled = image_of(run(engine, rec, request_for(tiny_model_dir, steps=3, prompt="a red apple <lora:ink:1>")))
+        assert compiled_calls() == [] and not np.array_equal(styled.image, plain.image)
+        again = image_of(run(engine, rec, request_for(tiny_model_dir, steps=3)))
+        assert len(compiled_calls()) == 3 and np.array_equal(again.image, plain.image)
+    finally:
+        assert engine.shutdown(10)
