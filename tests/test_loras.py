@@ -9,7 +9,7 @@ import pytest
 from engine import paths
 from engine.events import Failed, Finished, ImageReady
 from engine.gallery.infotext import format_infotext
-from engine.gallery.metadata import parse_a1111
+from engine.gallery.metadata import darkroom_text_chunks, parameters_from_text, parse_a1111
 from engine.request import GenerationRequest, LoraRef, ValidationError, build_request
 from tests.engine_helpers import request_for
 from tests.lora_files import model_layers, transformer_layers, write_lora
@@ -67,6 +67,9 @@ def test_lora_hashes_are_written_and_read_as_a1111_does():
     parsed = parse_a1111(text)
     assert parsed.extra["Lora hashes"] == f"film grain: {'b' * 10}, ink: {'c' * 10}"
     assert not any("Lora hashes" in w for w in parsed.warnings)
+    # Darkroom's own chunk brings every LoRA back with its full hash, and the recipe rebuilds the same
+    restored = parameters_from_text(darkroom_text_chunks(resolved))
+    assert restored.parts["loras"] == resolved.loras and restored.build().request.loras == resolved.loras
 
 
 # -- the engine ---------------------------------------------------------------------------------------------------

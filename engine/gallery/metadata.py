@@ -118,8 +118,10 @@ def _parts(request: Mapping[str, Any], warnings: list[str]) -> dict[str, Any]:
     """The recipe parts of a Darkroom request that validate; each bad one becomes a warning. Parts are checked
     together first, since some need each other (a mask needs its source image)."""
     raw = {name: request[name] for name in PART_NAMES if request.get(name) not in (None, [], {})}
+    # The prompt too: LoRAs from its <lora:…> tags are re-read from it, keeping their recorded hashes.
+    prompt = request.get("prompt") if isinstance(request.get("prompt"), str) else ""
     try:
-        together = build_request(**raw).request
+        together = build_request(prompt=prompt, **raw).request
         return {name: getattr(together, name) for name in raw}
     except (ValidationError, TypeError, RecursionError):
         pass
