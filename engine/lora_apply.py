@@ -82,6 +82,11 @@ class AppliedLoras:
 
     @staticmethod
     def _pipeline(family):
+        import importlib.util
+
+        if importlib.util.find_spec("peft") is None:
+            raise DarkroomError("LoRAs need the peft package, which is missing: reinstall Darkroom's dependencies.",
+                                kind=ErrorKind.INTERNAL)
         pipe = getattr(family, "lora_pipeline", None)
         if pipe is None or not hasattr(pipe, "load_lora_weights"):
             raise DarkroomError(f"LoRAs are not available for {family.title} models yet.",
