@@ -33,6 +33,7 @@ from PySide6.QtWidgets import (
 from engine import fields
 from engine.fields import Field
 
+from .extras_panel import ExtrasPanel
 from .models_controller import ModelChoice
 from .viewmodel import FormModel
 
@@ -328,7 +329,8 @@ def _short_name(value: str) -> str:
 
 
 class FormPanel(QWidget):
-    """The left side of the Create tab: the form in a scroll area above the Generate and Cancel buttons."""
+    """The left side of the Create tab: the form (with its LoRAs and embeddings) in a scroll area above the
+    Generate and Cancel buttons."""
 
     def __init__(self, model: FormModel, parent: QWidget | None = None):
         super().__init__(parent)
@@ -342,6 +344,8 @@ class FormPanel(QWidget):
         box_layout = QVBoxLayout(box)
         box_layout.setContentsMargins(12, 10, 8, 10)
         box_layout.addWidget(self.form)
+        self.extras = ExtrasPanel(model)
+        box_layout.addWidget(self.extras)
         self._sections = box_layout
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
