@@ -4,6 +4,7 @@ way through a file, as a lost network does."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import threading
@@ -105,3 +106,23 @@ class FakeHub:
         for thread in threading.enumerate():  # request threads finish once their connection is closed
             if thread.name.endswith("(process_request_thread)"):
                 thread.join(5)
+
+
+@contextlib.contextmanager
+def serving(monkeypatch, cache, repos: dict[str, dict[str, bytes]]):
+    """A :class:`FakeHub` with ``huggingface_hub`` pointed at it and at an empty cache folder ``cache`` (the test
+    suite runs offline; this Hub is localhost)."""
+    import huggingface_hub.constants as constants
+
+    with FakeHub(repos) as server:
+        monkeypatch.setattr(constants, "ENDPOINT", server.url)
+        monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE",
+                            server.url + "/{repo_id}/resolve/{revision}/{filename}")
+        monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+        yield server
+
+
+def repo_of(folder) -> dict[str, bytes]:
+    """Every file under ``folder`` as a repository's files."""
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()}

@@ -15,7 +15,7 @@ from engine.request import ValidationError
 from gui.edit_model import EMPTY_MASK, EditModel
 from gui.mask_editor import MaskEditor, MaskLayer
 from gui.testing import wait_until
-from tests.window_fixtures import fill_form
+from tests.window_fixtures import fill_form, generate
 
 RNG = np.random.default_rng(3)
 SOURCE = RNG.integers(0, 256, (64, 64, 3), dtype=np.uint8)
@@ -137,19 +137,10 @@ def test_a_picture_with_transparency_starts_with_its_mask(qapp):
 
 
 # -- the window --------------------------------------------------------------------------------------------------------
-def _generate(window) -> object:
-    got: list = []
-    window.jobs.result_added.connect(got.append)
-    assert window.generate() is not None, window.banner.message()
-    wait_until(lambda: (got and got[0].saved_path is not None) or window.jobs.progress.text == "Failed")
-    assert got, window.banner.message()
-    return got[0]
-
-
 def test_send_to_inpaint_paint_generate_and_remake_from_the_gallery(make_window, qtbot):
     window = make_window()
     fill_form(window, steps=4)
-    first = _generate(window)
+    first = generate(window, saved=True)
 
     window.edit.send_result("inpaint", first)
     assert window.live.editing_mask and window.edit.model.options.mode == "inpaint"
@@ -163,7 +154,7 @@ def test_send_to_inpaint_paint_generate_and_remake_from_the_gallery(make_window,
     editor.canvas.layer.set_array(mask)
     window.edit.model.set_options(mask_blur=0, strength=0.8)
     window.form_model.set_value("seed", 99)
-    edited = _generate(window)
+    edited = generate(window, saved=True)
     assert not window.live.editing_mask  # the canvas follows the job again
 
     source = first.ready.image
@@ -182,7 +173,7 @@ def test_send_to_inpaint_paint_generate_and_remake_from_the_gallery(make_window,
     assert window.edit.model.source is not None and np.array_equal(window.edit.model.source.rgb, source)
     assert np.array_equal(window.edit.model.mask.to_array(), mask)
     assert window.form_model.value("seed") == "99"
-    again = _generate(window)
+    again = generate(window, saved=True)
     assert np.array_equal(again.ready.image, out)
 
 
@@ -190,7 +181,7 @@ def test_restoring_an_edit_whose_source_is_gone_says_so(make_window, tmp_path):
     window = make_window()
     fill_form(window, steps=2)
     window.edit.send_file("img2img", _png(tmp_path / "photo.png"))
-    edited = _generate(window)
+    edited = generate(window, saved=True)
     recipe = read_parameters(edited.saved_path).build().request
     (window.gallery.folder() / recipe.source.image.path).unlink()
     window.edit.model.clear_source()
@@ -228,12 +219,12 @@ def test_dropping_a_picture_on_the_canvas_starts_an_img2img_at_its_shape(make_wi
 def test_send_to_hires_and_outpaint_set_their_sizes(make_window):
     window = make_window()
     fill_form(window, steps=2)
-    first = _generate(window)
+    first = generate(window, saved=True)
     window.edit.send_result("hires", first)
     model = window.edit.model
     assert model.options.hires and model.options.strength == 0.0
     window.edit.model.set_options(hires_scale=2.0, hires_strength=0.5)
-    big = _generate(window)
+    big = generate(window, saved=True)
     assert big.ready.image.shape == (128, 128, 3)
     assert read_parameters(big.saved_path).build().request.hires.scale == 2.0
 
@@ -242,7 +233,7 @@ def test_send_to_hires_and_outpaint_set_their_sizes(make_window):
     left, right, up, down = model.options.outpaint
     assert left == right == 16 and up == down == 0
     window.form_model.set_value("steps", 2)
-    wide = _generate(window)
+    wide = generate(window, saved=True)
     assert wide.ready.image.shape[1] > wide.ready.image.shape[0]
     # The original picture is kept, exactly, in the middle of the wider one.
     assert wide.ready.image.shape[:2] == (64, 96) and np.array_equal(wide.ready.image[:, 16:80], first.ready.image)
@@ -254,7 +245,7 @@ def test_session_strip_and_canvas_menus_offer_send_to(make_window):
 
     window = make_window()
     fill_form(window, steps=2)
-    _generate(window)
+    generate(window, saved=True)
     seen: list[set[str]] = []
 
     def read_and_close_menu():
@@ -278,7 +269,7 @@ def test_session_strip_and_canvas_menus_offer_send_to(make_window):
 def test_gallery_send_to_inpaint_opens_the_picture_in_the_mask_editor(make_window):
     window = make_window()
     fill_form(window, steps=2, prompt="a kite")
-    first = _generate(window)
+    first = generate(window, saved=True)
     view = window.gallery_view
     wait_until(lambda: view.model.rowCount() == 1)
     window.tabs.setCurrentIndex(1)
@@ -295,7 +286,7 @@ def test_gallery_send_to_inpaint_opens_the_picture_in_the_mask_editor(make_windo
 def test_a_drawn_scribble_steers_through_a_controlnet_and_is_kept_in_the_recipe(make_window, tiny_controlnet_dir):
     window = make_window()
     fill_form(window, steps=2)
-    plain = _generate(window)
+    plain = generate(window, saved=True)
     model = window.edit.model
     window.edit_panel.control_box.setChecked(True)
     window.edit_panel.control_source.setCurrentIndex(window.edit_panel.control_source.findData("scribble"))
@@ -308,7 +299,7 @@ def test_a_drawn_scribble_steers_through_a_controlnet_and_is_kept_in_the_recipe(
     lines = np.zeros((64, 64), np.uint8)
     lines[30:34, 4:60] = 255
     model.scribble.set_array(lines)
-    steered = _generate(window)
+    steered = generate(window, saved=True)
     assert not np.array_equal(steered.ready.image, plain.ready.image)
     recipe = read_parameters(steered.saved_path).build().request
     (control,) = recipe.controls
@@ -320,7 +311,7 @@ def test_a_drawn_scribble_steers_through_a_controlnet_and_is_kept_in_the_recipe(
 def test_gallery_opens_an_image_in_the_forward_process_view(make_window):
     window = make_window()
     fill_form(window, steps=2)
-    first = _generate(window)
+    first = generate(window, saved=True)
     view = window.gallery_view
     wait_until(lambda: view.model.rowCount() == 1)
     view.select_row(0)

@@ -12,21 +12,7 @@ from PySide6.QtWidgets import QFileDialog
 
 from engine.gallery.metadata import read_parameters
 from gui.testing import spin, wait_until
-from tests.window_fixtures import EngineHold, fill_form
-
-
-def _generate(window):
-    got: list = []
-    window.jobs.result_added.connect(got.append)
-    assert window.generate() is not None, window.banner.message()
-    wait_until(lambda: (got and not window.jobs.busy) or window.jobs.progress.text == "Failed")
-    assert got, window.banner.message()
-    return got[0]
-
-
-def _pixels(image) -> np.ndarray:
-    w, h = image.width(), image.height()
-    return np.frombuffer(image.constBits(), np.uint8).reshape(h, image.bytesPerLine())[:, : w * 3].reshape(h, w, 3)
+from tests.window_fixtures import EngineHold, fill_form, generate, pixels
 
 
 def _pngs(window) -> list:
@@ -37,7 +23,7 @@ def _pngs(window) -> list:
 def test_the_scrubber_shows_the_x0_frame_of_each_step_then_the_picture(make_window):
     window = make_window()
     fill_form(window, steps=5)
-    result = _generate(window)
+    result = generate(window)
     lab, canvas = window.lab, window.live.canvas
     assert len(result.replay) == 5 and result.replay[0].shape == (8, 8, 3)  # latent-sized x0 frames
     bar = lab.replay_bar
@@ -47,13 +33,13 @@ def test_the_scrubber_shows_the_x0_frame_of_each_step_then_the_picture(make_wind
     for k in (1, 3, 5):
         bar.slider.setValue(k - 1)
         assert canvas.frame().kind == "replay" and canvas.frame().step == k
-        assert np.array_equal(_pixels(canvas.image()), result.replay[k - 1])
+        assert np.array_equal(pixels(canvas.image()), result.replay[k - 1])
         assert bar.step_label.text() == f"Step {k}/5 · model's guess (x0)"
         assert f"after step {k} of 5" in window.live.explanation.text()
     assert window.current_result() is result  # scrubbing changes what is painted, not which picture it is
 
     bar.slider.setValue(5)
-    assert canvas.frame().kind == "final" and np.array_equal(_pixels(canvas.image()), result.ready.image)
+    assert canvas.frame().kind == "final" and np.array_equal(pixels(canvas.image()), result.ready.image)
     assert window.live.explanation.text().startswith("The finished picture")
 
     # Another job's live preview hides the scrubber; an earlier result brings it back for that result.
@@ -72,7 +58,7 @@ def test_the_scrubber_shows_the_x0_frame_of_each_step_then_the_picture(make_wind
 def test_export_animation_writes_every_step_then_the_picture_looping(make_window, tmp_path, monkeypatch):
     window = make_window()
     fill_form(window, steps=4, prompt="a lighthouse at dusk")
-    _generate(window)
+    generate(window)
     lab = window.lab
     done: list = []
     lab.exporter.done.connect(lambda *args: done.append(args))

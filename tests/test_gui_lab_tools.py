@@ -13,21 +13,7 @@ from PIL import Image
 
 from engine.gallery.metadata import read_parameters
 from gui.testing import spin, wait_until
-from tests.window_fixtures import fill_form
-
-
-def _generate(window):
-    got: list = []
-    window.jobs.result_added.connect(got.append)
-    assert window.generate() is not None, window.banner.message()
-    wait_until(lambda: (got and not window.jobs.busy) or window.jobs.progress.text == "Failed")
-    assert got, window.banner.message()
-    return got[0]
-
-
-def _pixels(image) -> np.ndarray:
-    w, h = image.width(), image.height()
-    return np.frombuffer(image.constBits(), np.uint8).reshape(h, image.bytesPerLine())[:, : w * 3].reshape(h, w, 3)
+from tests.window_fixtures import fill_form, generate, pixels
 
 
 # -- forward process --------------------------------------------------------------------------------------------------
@@ -41,7 +27,7 @@ def test_forward_process_shows_x_t_of_the_formula_with_its_schedule_plots(make_w
 
     window = make_window()
     fill_form(window, steps=4)
-    result = _generate(window)
+    result = generate(window)
     window.edit.model.set_options(strength=0.5)
     lab = window.lab
     dialog = lab.show_forward(result)
@@ -74,14 +60,14 @@ def test_forward_process_shows_x_t_of_the_formula_with_its_schedule_plots(make_w
     eps = np.random.default_rng(0).standard_normal(x0.shape).astype(np.float32)
     xt = (math.sqrt(alphas[250]) * x0 + math.sqrt(1 - alphas[250]) * eps).astype(np.float32)
     expected, _ = loaded.family.decode(torch.from_numpy(xt))
-    assert np.abs(_pixels(model.image).astype(int) - expected.astype(int)).max() <= 1
+    assert np.abs(pixels(model.image).astype(int) - expected.astype(int)).max() <= 1
 
     # The edit's strength moves the img2img marker; another ε seed gives another picture.
     window.edit.model.set_options(strength=1.0)
     assert dialog.alpha_plot.start == int(scheduler.timesteps[0])
-    before = _pixels(model.image).copy()
+    before = pixels(model.image).copy()
     dialog.seed_box.setValue(3)
-    wait_until(lambda: model.pending is None and not np.array_equal(_pixels(model.image), before))
+    wait_until(lambda: model.pending is None and not np.array_equal(pixels(model.image), before))
     dialog.close()
 
 
@@ -169,7 +155,7 @@ def test_compare_grid_refuses_bad_axes_and_can_be_cancelled(make_window):
 def test_guidance_view_shows_both_guesses_and_their_scaled_difference_at_a_step(make_window):
     window = make_window()
     fill_form(window, steps=4)
-    result = _generate(window)
+    result = generate(window)
     dialog = window.lab.show_guidance()
     model = window.lab.guidance
     assert model.result is result and dialog.step_box.maximum() == 4
@@ -188,7 +174,7 @@ def test_guidance_view_shows_both_guesses_and_their_scaled_difference_at_a_step(
 
     fill_form(window, steps=2, seed=3)
     window.form_model.set_value("cfg", 1.0)
-    unguided = _generate(window)
+    unguided = generate(window)
     window.lab.show_guidance(unguided)
     assert model.inspect(1) is None and "CFG is 1" in dialog.status.text()
     assert all(label.pixmap().isNull() for label in dialog.images.values())

@@ -12,7 +12,7 @@ from gui.models_controller import ModelsController
 from gui.models_dialog import ModelsDialog
 from gui.testing import wait_until
 from gui.viewmodel import FormModel
-from tests.fake_hub import FakeHub
+from tests.fake_hub import repo_of, serving
 
 
 @pytest.fixture
@@ -48,15 +48,7 @@ def test_a_bad_id_is_explained_and_nothing_starts(dialog):
 
 
 def test_download_with_progress_then_the_model_is_in_the_menu(dialog, monkeypatch, tmp_path, tiny_model_dir):
-    import huggingface_hub.constants as constants
-
-    repo = {str(p.relative_to(tiny_model_dir)): p.read_bytes() for p in tiny_model_dir.rglob("*") if p.is_file()}
-    with FakeHub({"someone/tiny-sd": repo}) as server:
-        monkeypatch.setattr(constants, "ENDPOINT", server.url)
-        monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE",
-                            server.url + "/{repo_id}/resolve/{revision}/{filename}")
-        monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
-        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    with serving(monkeypatch, tmp_path / "hf-cache", {"someone/tiny-sd": repo_of(tiny_model_dir)}):
         formats: list[str] = []
         dialog._progress.connect(lambda *a: formats.append(dialog.bar.format()))
 

@@ -10,7 +10,7 @@ import pytest
 from engine import hub
 from engine.errors import DarkroomError, OfflineError
 from engine.hub import DownloadCancelled, HubFile, choose_files
-from tests.fake_hub import FakeHub
+from tests.fake_hub import serving
 
 BIG = bytes(range(256)) * 4096  # 1 MiB
 SD_REPO = {
@@ -58,13 +58,7 @@ def test_a_repository_of_checkpoints_asks_which_one():
 
 @pytest.fixture
 def fake_hub(monkeypatch, tmp_path):
-    import huggingface_hub.constants as constants
-
-    with FakeHub({"someone/tiny-sd": SD_REPO}) as server:
-        monkeypatch.setattr(constants, "ENDPOINT", server.url)
-        monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", server.url + "/{repo_id}/resolve/{revision}/{filename}")
-        monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
-        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)  # the suite is offline; this hub is localhost
+    with serving(monkeypatch, tmp_path / "hf-cache", {"someone/tiny-sd": SD_REPO}) as server:
         yield server
 
 

@@ -8,7 +8,7 @@ import pytest
 from engine import library
 from engine.cli import main
 from engine.models import available_models
-from tests.fake_hub import FakeHub
+from tests.fake_hub import repo_of, serving
 
 
 def _run(capsys, *argv) -> tuple[int, str, str]:
@@ -55,15 +55,7 @@ def test_add_list_and_remove_from_the_command_line(capsys, tiny_model_dir, tmp_p
 
 
 def test_a_downloaded_model_joins_the_library_and_generates(capsys, monkeypatch, tmp_path, tiny_model_dir):
-    import huggingface_hub.constants as constants
-
-    repo = {str(p.relative_to(tiny_model_dir)): p.read_bytes() for p in tiny_model_dir.rglob("*") if p.is_file()}
-    with FakeHub({"someone/tiny-sd": repo}) as server:
-        monkeypatch.setattr(constants, "ENDPOINT", server.url)
-        monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE",
-                            server.url + "/{repo_id}/resolve/{revision}/{filename}")
-        monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
-        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    with serving(monkeypatch, tmp_path / "hf-cache", {"someone/tiny-sd": repo_of(tiny_model_dir)}):
         code, out, err = _run(capsys, "models", "download", "someone/tiny-sd", "--quiet")
     assert code == 0, err
     entry = next(e for e in library.library() if e.name == "tiny-sd")
