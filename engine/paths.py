@@ -8,14 +8,46 @@ write into.
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
 from pathlib import Path
 
 APP_NAME = "Darkroom"
 
-#: The repository's resources folder (bundled models, icons). Darkroom runs from a checkout or an editable
-#: install, so it sits beside the packages.
-RESOURCES = Path(__file__).resolve().parent.parent / "resources"
+#: The package a wheel installs the resources folder as (pyproject.toml maps it onto ``resources/``).
+RESOURCES_PACKAGE = "darkroom_resources"
+#: A file every resources folder has, to tell Darkroom's from some other folder named "resources".
+_RESOURCES_MARKER = Path("icons") / "darkroom.svg"
+
+
+def resources_dir() -> Path:
+    """Darkroom's read-only resources (bundled models, icons), found the same way however Darkroom was installed.
+
+    - a frozen bundle (PyInstaller: ``sys.frozen``): ``resources/`` in the bundle's data folder (``sys._MEIPASS``);
+    - a checkout or an editable install: ``resources/`` beside the ``engine`` package;
+    - an installed wheel: the ``darkroom_resources`` package in site-packages.
+
+    When none is there, the checkout's path is returned, so messages name a place that was looked at.
+    """
+    if getattr(sys, "frozen", False):
+        base = getattr(sys, "_MEIPASS", None) or os.path.dirname(sys.executable)
+        return Path(base) / "resources"
+    checkout = Path(__file__).resolve().parent.parent / "resources"
+    if (checkout / _RESOURCES_MARKER).is_file():
+        return checkout
+    try:
+        spec = importlib.util.find_spec(RESOURCES_PACKAGE)
+    except (ImportError, ValueError):
+        spec = None
+    for location in (spec.submodule_search_locations or []) if spec is not None else []:
+        if (Path(location) / _RESOURCES_MARKER).is_file():
+            return Path(location)
+    return checkout
+
+
+#: Found once at import; tests and tools may point these elsewhere.
+RESOURCES = resources_dir()
 BUNDLED_MODELS = RESOURCES / "models"
 
 
@@ -54,6 +86,11 @@ def cache_dir() -> Path:
 def log_dir() -> Path:
     h = home()
     return h / "logs" if h else _platform("log")
+
+
+def log_file() -> Path:
+    """The window's log (rotated beside it: ``darkroom.log.1``, ``.2``)."""
+    return log_dir() / "darkroom.log"
 
 
 def models_dir() -> Path:

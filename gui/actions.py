@@ -13,8 +13,7 @@ from typing import Callable
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 from PySide6.QtWidgets import QMenu, QMenuBar, QMessageBox, QWidget
 
-from engine import __version__
-
+from . import help_menu
 from .live_panel import PREVIEW_LABELS, PREVIEW_MODES, PREVIEW_TIPS
 
 Slot = Callable[[], object]
@@ -40,6 +39,7 @@ class WindowActions:
     about: QAction
     shortcuts: QAction
     fast_path: QAction
+    open_log: QAction
     preview: dict[str, QAction] = field(default_factory=dict)
     create_tab_keys: dict[QAction, list[QKeySequence]] = field(default_factory=dict)
 
@@ -111,6 +111,8 @@ def make_actions(owner: QWidget, slots: ActionSlots, *, fast_path_on: bool) -> W
         about=action("&About Darkroom", s.about),
         shortcuts=action("&Keyboard shortcuts", s.shortcuts, ("F1",)),
         fast_path=QAction("GPU &fast path (compiled, from the next launch)", owner),
+        open_log=action("Open &log file", lambda: help_menu.open_log_file(owner),
+                        tip="Open the file where Darkroom writes what it did, for a bug report"),
         create_tab_keys=create_tab_keys,
     )
     actions.fast_path.setCheckable(True)
@@ -152,7 +154,7 @@ def fill_menu_bar(bar: QMenuBar, a: WindowActions) -> None:
          a.show_gallery_folder, a.choose_gallery_folder, None, a.quit)
     menu("&Generate", a.generate, a.cancel, a.cancel_all, None, a.random_seed, a.reuse_seed)
     menu("&View", live, None, a.create_tab, a.gallery_tab, None, a.fast_path)
-    menu("&Help", a.shortcuts, a.about)
+    menu("&Help", a.shortcuts, a.open_log, None, a.about)
 
 
 def show_shortcuts(parent: QWidget, a: WindowActions) -> None:
@@ -181,10 +183,5 @@ def show_shortcuts(parent: QWidget, a: WindowActions) -> None:
 
 
 def show_about(parent: QWidget) -> None:
-    QMessageBox.about(
-        parent,
-        "About Darkroom",
-        f"<h3>Darkroom {__version__}</h3><p>Watch pictures develop out of noise.</p>"
-        "<p>The live view shows, at every step, what the model currently believes the finished picture "
-        "looks like (x0), or the noisy latent it is working on (x_t).</p>",
-    )
+    """About Darkroom: the versions of Darkroom, torch, diffusers and Python, and the device in use."""
+    help_menu.show_about(parent)

@@ -11,6 +11,8 @@ import logging.handlers
 import os
 import sys
 import time
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn, Sequence
 
 if TYPE_CHECKING:
@@ -31,15 +33,43 @@ def _setup_logging() -> None:
     stderr.setFormatter(logging.Formatter("darkroom: %(levelname)s %(name)s: %(message)s"))
     root.addHandler(stderr)
     try:
-        folder = paths.log_dir()
-        folder.mkdir(parents=True, exist_ok=True)
-        file_handler = logging.handlers.RotatingFileHandler(
-            folder / "darkroom.log", maxBytes=2_000_000, backupCount=2, encoding="utf-8"
-        )
+        log_file = paths.log_file()
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        file_handler = logging.handlers.RotatingFileHandler(log_file, maxBytes=2_000_000, backupCount=2,
+                                                            encoding="utf-8")
     except OSError:
         return
     file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(threadName)s %(name)s: %(message)s"))
     root.addHandler(file_handler)
+
+
+@dataclass(frozen=True)
+class WindowOptions:
+    """Darkroom's own options for the window (``darkroom --open-parameters picture.png``)."""
+
+    open_parameters: Path | None = None
+
+
+OPEN_PARAMETERS = "--open-parameters"
+
+
+def parse_window_options(argv: Sequence[str]) -> tuple[WindowOptions, list[str]]:
+    """Darkroom's window options out of ``argv``; the rest is left for Qt (``-platform``, ``-style``…).
+    Raises ValueError when an option lacks its value."""
+    rest: list[str] = []
+    open_parameters: Path | None = None
+    args = list(argv)
+    while args:
+        arg = args.pop(0)
+        if arg == OPEN_PARAMETERS:
+            if not args:
+                raise ValueError(f"{OPEN_PARAMETERS} needs the path of a PNG image")
+            open_parameters = Path(args.pop(0))
+        elif arg.startswith(OPEN_PARAMETERS + "="):
+            open_parameters = Path(arg.split("=", 1)[1])
+        else:
+            rest.append(arg)
+    return WindowOptions(open_parameters=open_parameters), rest
 
 
 def create_application(argv: Sequence[str] = ()):
@@ -127,6 +157,11 @@ def run_app(argv: Sequence[str] = (), launch_t0: float | None = None) -> int:
     """Open the window and run until it closes; returns only when the window cannot open."""
     _setup_logging()
     t0 = launch_t0 if launch_t0 is not None else time.perf_counter()
+    try:
+        options, argv = parse_window_options(argv)
+    except ValueError as exc:
+        print(f"darkroom: {exc}", file=sys.stderr)
+        return 2
     missing = missing_xcb_packages()
     if missing:
         print(
@@ -143,15 +178,27 @@ def run_app(argv: Sequence[str] = (), launch_t0: float | None = None) -> int:
     app = create_application(argv)
     from PySide6.QtCore import QTimer
 
+    from engine import settings as settings_mod
+
+    from . import welcome
     from .main_window import MainWindow
 
+    first_run = not settings_mod.settings_path().exists()
     window = MainWindow()
     window.show()
+    if options.open_parameters is not None:
+        window.open_parameters(options.open_parameters)
+    if os.environ.get("DARKROOM_TIMING_LOG"):
+        from . import timing_probe
+
+        timing_probe.attach(window)
 
     def report() -> None:
         if window.first_paint_at is None:
             QTimer.singleShot(10, report)
             return
+        if welcome.wanted(first_run):  # over the painted window, so it never delays it
+            welcome.greet(window)
         shown_ms = (window.first_paint_at - t0) * 1000
         log.info("window painted %.0f ms after launch (torch imported by then: %s)", shown_ms,
                  window.torch_loaded_at_first_paint)
@@ -161,6 +208,7 @@ def run_app(argv: Sequence[str] = (), launch_t0: float | None = None) -> int:
 
     QTimer.singleShot(0, report)
     app.aboutToQuit.connect(window.close)  # quitting without closing the window still stops the engine
+    _close_on_signals(window)
     _report_unexpected_errors(window)
     code = app.exec()
     window.close()
@@ -180,6 +228,30 @@ def leave(code: int) -> NoReturn:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
+
+
+def _close_on_signals(window: MainWindow) -> None:
+    """Ctrl+C in the terminal, or SIGTERM (a session ending, ``kill``), closes the window the way Quit does:
+    settings saved, queued saves finished. It quits the application, which leaves every event loop, a dialog's
+    too (the welcome dialog, About), and closes the window on the way out (``aboutToQuit``). Python runs signal
+    handlers only between its own bytecodes, so a timer gives it the chance while Qt's event loop waits."""
+    import signal
+
+    from PySide6.QtCore import QCoreApplication, QTimer
+
+    def close(_signum, _frame) -> None:
+        log.info("closing on signal %s", _signum)
+        QTimer.singleShot(0, QCoreApplication.quit)
+
+    for name in ("SIGINT", "SIGTERM"):
+        try:
+            signal.signal(getattr(signal, name), close)
+        except (AttributeError, ValueError, OSError):  # not on this system, or not the main thread
+            pass
+    wake = QTimer(window)
+    wake.setInterval(200)
+    wake.timeout.connect(lambda: None)
+    wake.start()
 
 
 def _report_unexpected_errors(window: MainWindow) -> None:

@@ -174,24 +174,14 @@ def run_tests(args: list[str]) -> int:
 
 
 def install_shortcut() -> int:
-    """Write a freedesktop.org launcher for this checkout into the user's application menu (Linux)."""
+    """Add this checkout's Darkroom to the user's application menu (Linux), with the same desktop entry and icons
+    as the bundle's installer: packaging/linux/install.sh, pointed at the venv's launcher."""
     if not sys.platform.startswith("linux"):
         say("the shortcut command is for Linux desktops; on other systems run darkroom-app from .venv")
         return 1
     ensure_environment(APP_EXTRAS)
-    apps = Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local/share")) / "applications"
-    apps.mkdir(parents=True, exist_ok=True)
-    launcher = VENV / "bin" / "darkroom-app"
-    icon = ROOT / "resources" / "icons" / "darkroom.svg"
-    entry = apps / "darkroom.desktop"
-    entry.write_text(
-        "[Desktop Entry]\nType=Application\nName=Darkroom\nGenericName=Image generator\n"
-        "Comment=Watch pictures develop out of noise\n"
-        f"Exec={launcher}\nIcon={icon}\nTerminal=false\nCategories=Graphics;\n",
-        encoding="utf-8",
-    )
-    say(f"added {entry}")
-    return 0
+    return subprocess.run(["sh", str(ROOT / "packaging" / "linux" / "install.sh"), "--exec",
+                           str(VENV / "bin" / "darkroom-app"), "--icons", str(ROOT / "resources" / "icons")]).returncode
 
 
 def main(argv: list[str]) -> int:

@@ -14,6 +14,21 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+SLOW_ENV = "DARKROOM_SLOW_TESTS"
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``slow`` (building and running the double-click bundle, minutes each) run only when asked:
+    ``pytest -m slow`` or ``DARKROOM_SLOW_TESTS=1``. The default test command skips them."""
+    expression = config.getoption("markexpr") or ""
+    if os.environ.get(SLOW_ENV) == "1" or ("slow" in expression and "not slow" not in expression):
+        return
+    skip = pytest.mark.skip(reason=f"slow: run with -m slow or {SLOW_ENV}=1")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture(autouse=True)
 def darkroom_home(tmp_path, monkeypatch) -> Path:
     """Every test writes only under its own DARKROOM_HOME."""

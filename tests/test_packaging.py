@@ -1,0 +1,218 @@
+"""Packaging: resources are found the same way from a checkout, a wheel and a frozen bundle; the wheel carries them;
+the Linux desktop files install and uninstall into the user's folders; the launcher's bundle-facing options."""
+
+from __future__ import annotations
+
+import configparser
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+import tomllib
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from engine import paths
+
+ROOT = Path(__file__).resolve().parent.parent
+LINUX = ROOT / "packaging" / "linux"
+
+
+# -- resources --------------------------------------------------------------------------------------------------
+def test_a_checkout_finds_its_resources_folder():
+    assert paths.resources_dir() == ROOT / "resources"
+    assert (paths.BUNDLED_MODELS / "darkroom-emoji" / "model_index.json").is_file()
+
+
+def test_a_frozen_bundle_finds_resources_in_its_data_folder(monkeypatch, tmp_path):
+    monkeypatch.setattr(sys, "frozen", True, raising=False)
+    monkeypatch.setattr(sys, "_MEIPASS", str(tmp_path / "_internal"), raising=False)
+    assert paths.resources_dir() == tmp_path / "_internal" / "resources"
+
+
+def test_a_frozen_bundle_without_meipass_looks_beside_the_executable(monkeypatch, tmp_path):
+    monkeypatch.setattr(sys, "frozen", True, raising=False)
+    monkeypatch.delattr(sys, "_MEIPASS", raising=False)
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "Darkroom"))
+    assert paths.resources_dir() == tmp_path / "resources"
+
+
+def _project_files(dest: Path) -> Path:
+    """The files a wheel is built from, copied (the working tree stays untouched by the build)."""
+    dest.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(ROOT / name, dest / name)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for name in ("engine", "gui", "resources"):
+        shutil.copytree(ROOT / name, dest / name, ignore=ignore)
+    return dest
+
+
+def test_a_wheel_carries_the_resources_and_an_installed_copy_finds_them(tmp_path):
+    source = _project_files(tmp_path / "src")
+    wheels = tmp_path / "wheels"
+    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", str(source), "--no-deps", "--no-build-isolation",
+                           "--disable-pip-version-check", "-q", "-w", str(wheels)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    [wheel] = wheels.glob("darkroom-*.whl")
+    with zipfile.ZipFile(wheel) as zf:
+        names = set(zf.namelist())
+        zf.extractall(tmp_path / "site")
+    model = "darkroom_resources/models/darkroom-emoji"
+    assert {f"{model}/model_index.json", f"{model}/unet/diffusion_pytorch_model.safetensors",
+            f"{model}/tokenizer/vocab.json", "darkroom_resources/icons/darkroom.svg",
+            "darkroom_resources/icons/darkroom-256.png", "engine/selftest.py", "gui/welcome.py"} <= names
+    assert not any(n.startswith(("tests/", "benchmarks/", "packaging/", "resources/")) for n in names)
+    # An installed copy, away from the checkout: -S keeps the editable install's finder out.
+    code = "import sys; sys.path.insert(0, sys.argv[1]); from engine import paths; print(paths.RESOURCES)"
+    out = subprocess.run([sys.executable, "-S", "-c", code, str(tmp_path / "site")], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    found = Path(out.stdout.strip())
+    assert found == tmp_path / "site" / "darkroom_resources"
+    assert (found / "models" / "darkroom-emoji" / "model_index.json").is_file()
+
+
+def test_every_package_in_the_tree_is_in_the_wheel():
+    """pyproject lists packages by hand (resources/ is mapped to darkroom_resources): a new one must be added."""
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    in_tree = {".".join(p.parent.relative_to(ROOT).parts) for top in ("engine", "gui")
+               for p in (ROOT / top).rglob("__init__.py") if "__pycache__" not in p.parts}
+    assert in_tree <= listed, f"add to [tool.setuptools] packages in pyproject.toml: {sorted(in_tree - listed)}"
+    assert "darkroom_resources" in listed
+
+
+def test_the_bundle_extra_names_pyinstaller():
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert any(dep.startswith("pyinstaller") for dep in extras["bundle"])
+
+
+# -- the Linux desktop entry ------------------------------------------------------------------------------------
+def _desktop(path: Path) -> configparser.ConfigParser:
+    parser = configparser.ConfigParser(interpolation=None, strict=True)
+    parser.optionxform = str
+    parser.read(path, encoding="utf-8")
+    return parser
+
+
+def test_the_desktop_template_opens_pngs_and_has_an_open_parameters_action():
+    entry = _desktop(LINUX / "darkroom.desktop")
+    main = entry["Desktop Entry"]
+    assert main["Exec"] == '"@EXEC@" %f' and main["Icon"] == "@ICON@"
+    assert "image/png;" in main["MimeType"] and main["Actions"] == "open-parameters;"
+    action = entry["Desktop Action open-parameters"]
+    assert action["Name"] == "Open parameters" and action["Exec"] == '"@EXEC@" --open-parameters %f'
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the desktop files are for Linux")
+def test_install_and_uninstall_use_the_users_xdg_folders(tmp_path):
+    bundle = tmp_path / "My Apps" / "Darkroom 100%"
+    (bundle / "_internal").mkdir(parents=True)
+    for name in ("install.sh", "uninstall.sh", "darkroom.desktop"):
+        shutil.copy2(LINUX / name, bundle / name)
+    shutil.copytree(ROOT / "resources" / "icons", bundle / "_internal" / "resources" / "icons")
+    exe = bundle / "Darkroom"
+    exe.write_text("#!/bin/sh\nexit 0\n")
+    exe.chmod(0o755)
+    data = tmp_path / "data"
+    env = {**os.environ, "XDG_DATA_HOME": str(data), "HOME": str(tmp_path / "home")}
+
+    proc = subprocess.run(["sh", str(bundle / "install.sh")], env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    desktop = data / "applications" / "darkroom.desktop"
+    entry = _desktop(desktop)
+    assert entry["Desktop Entry"]["Exec"] == f'"{exe}" %f'.replace("100%", "100%%")
+    assert entry["Desktop Action open-parameters"]["Exec"].endswith("--open-parameters %f")
+    assert entry["Desktop Entry"]["Icon"] == "darkroom"
+    assert (data / "icons" / "hicolor" / "256x256" / "apps" / "darkroom.png").is_file()
+    assert (data / "icons" / "hicolor" / "scalable" / "apps" / "darkroom.svg").is_file()
+    validate = shutil.which("desktop-file-validate")
+    if validate:
+        checked = subprocess.run([validate, str(desktop)], capture_output=True, text=True)
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+
+    proc = subprocess.run(["sh", str(bundle / "uninstall.sh")], env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert not desktop.exists()
+    assert not list((data / "icons").rglob("darkroom.*"))
+
+
+def test_install_refuses_a_missing_executable(tmp_path):
+    proc = subprocess.run(["sh", str(LINUX / "install.sh"), "--exec", str(tmp_path / "nothing")],
+                          env={**os.environ, "XDG_DATA_HOME": str(tmp_path)}, capture_output=True, text=True)
+    assert proc.returncode == 1 and "not an executable" in proc.stderr
+    assert not (tmp_path / "applications").exists()
+
+
+def test_the_checkout_shortcut_reuses_the_bundle_installer(monkeypatch):
+    spec = importlib.util.spec_from_file_location("darkroom_bootstrap", ROOT / "packaging" / "bootstrap.py")
+    boot = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(boot)
+    ran = []
+    monkeypatch.setattr(boot, "ensure_environment", lambda extras: False)
+    monkeypatch.setattr(boot.sys, "platform", "linux")
+    monkeypatch.setattr(boot.subprocess, "run", lambda argv, **kw: ran.append(argv) or subprocess.CompletedProcess(argv, 0))
+    assert boot.main(["shortcut"]) == 0
+    [argv] = ran
+    assert argv[1] == str(LINUX / "install.sh")
+    assert argv[2:] == ["--exec", str(boot.VENV / "bin" / "darkroom-app"), "--icons", str(ROOT / "resources" / "icons")]
+
+
+# -- the launcher's bundle-facing options ---------------------------------------------------------------------
+def test_self_test_flag_runs_the_self_test_without_qt(monkeypatch):
+    import engine.selftest
+    import gui.launcher
+
+    seen = []
+    monkeypatch.setattr(engine.selftest, "main", lambda argv: seen.append(list(argv)) or 0)
+    assert gui.launcher.main(["--self-test", "--device", "cpu"]) == 0
+    assert seen == [["--device", "cpu"]]
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["--open-parameters", "x.png"], ["--open-parameters", "x.png"]),
+    (["--open-parameters=x.png"], ["--open-parameters=x.png"]),
+    (["app", "--open-parameters", "x.png"], ["--open-parameters", "x.png"]),
+])
+def test_open_parameters_opens_the_window(monkeypatch, argv, expected):
+    import gui.app
+    import gui.launcher
+
+    calls = []
+    monkeypatch.setattr(gui.app, "run_app", lambda args, launch_t0=None: calls.append(list(args)) or 0)
+    assert gui.launcher.main(argv) == 0
+    assert calls == [expected]
+
+
+def test_a_png_given_alone_opens_the_window_with_its_parameters(monkeypatch, tmp_path):
+    import gui.app
+    import gui.launcher
+
+    picture = tmp_path / "picture.png"
+    picture.write_bytes(b"\x89PNG\r\n\x1a\n")
+    calls = []
+    monkeypatch.setattr(gui.app, "run_app", lambda args, launch_t0=None: calls.append(list(args)) or 0)
+    assert gui.launcher.main([str(picture)]) == 0
+    assert gui.launcher.main_gui([str(picture)]) == 0  # darkroom-app, as the checkout's desktop entry runs it
+    assert calls == [["--open-parameters", str(picture)]] * 2
+
+
+def test_window_options_are_taken_out_and_the_rest_left_for_qt():
+    from gui.app import WindowOptions, parse_window_options
+
+    assert parse_window_options(["-style", "fusion", "--open-parameters", "a b.png"]) == (
+        WindowOptions(open_parameters=Path("a b.png")), ["-style", "fusion"])
+    assert parse_window_options(["--open-parameters=c.png"])[0].open_parameters == Path("c.png")
+    assert parse_window_options([]) == (WindowOptions(), [])
+    with pytest.raises(ValueError, match="needs the path"):
+        parse_window_options(["--open-parameters"])
+
+
+def test_the_spec_leaves_out_the_trainer_tests_and_unused_qt(monkeypatch):
+    text = (ROOT / "packaging" / "darkroom.spec").read_text()
+    for name in ('"engine.train"', '"tests"', '"benchmarks"', "QtNetwork", "QtQml", "BUNDLE(", "icon="):
+        assert name in text
