@@ -3,7 +3,8 @@ makes a new picture shortly after the last change, with few steps, and the canva
 
 Each change restarts a short timer (:data:`DEBOUNCE_MS`); when it fires, the form's request is built with the
 steps capped at the live step count and a batch of one, every older live job still queued or running is
-cancelled (the engine stops a running one within a step), and the new one is queued as a "live" job. Live
+cancelled (the engine stops a running one within a step) unless it is running and more than half done (it
+finishes and shows, so pictures keep coming while someone types), and the new one is queued as a "live" job. Live
 pictures are neither listed in the session nor saved to the gallery until the person presses Keep; then they
 are both, like a picture made with Generate.
 
@@ -40,7 +41,10 @@ LIVE_FIELDS = ("prompt", "negative_prompt", "seed", "cfg", "sampler")
 #: Quiet time after the last edit before a live picture is started.
 DEBOUNCE_MS = 150
 #: Default cap on a live picture's steps.
-LIVE_STEPS = 8
+LIVE_STEPS = 6
+#: A running live picture this far along is finished rather than cancelled when the input changes: while someone
+#: types, pictures keep arriving (each a little behind), instead of none until they pause.
+FINISH_FRACTION = 0.5
 
 
 class LiveModel(QObject):
@@ -129,7 +133,8 @@ class LiveController(QObject):
 
     @property
     def pending(self) -> list[int]:
-        """Live jobs still queued or running (at most one once a new one has been started)."""
+        """Live jobs still queued or running, oldest first: the newest, and at most one older one running that was
+        nearly done when the input changed."""
         return list(self._pending)
 
     def schedule(self) -> None:
@@ -138,7 +143,7 @@ class LiveController(QObject):
             self._timer.start()
 
     def update_now(self) -> int | None:
-        """Cancel older live jobs and start one for the form as it is now. Returns its job id, or None (live mode
+        """Cancel older live jobs (but one nearly done) and start one for the form as it is now. Returns its job id, or None (live mode
         off, no model, or the form cannot be built: :attr:`LiveModel.status` says why)."""
         self._timer.stop()
         if not self.model.enabled or not self._can_generate():
@@ -157,14 +162,18 @@ class LiveController(QObject):
             random = False
         seed = self._seed if random else request.seed
         request = dataclasses.replace(request, seed=seed, steps=min(request.steps, self.model.steps), batch_count=1)
+        kept = []
         for job_id in self._pending:
-            self._jobs.cancel(job_id)
+            if job_id == self._jobs.current_job and self._jobs.progress.fraction >= FINISH_FRACTION:
+                kept.append(job_id)  # nearly done: it shows in a moment, and the newest follows it
+            else:
+                self._jobs.cancel(job_id)
         try:
             job_id = self._jobs.submit(request, kind="live")
         except RuntimeError:  # the window is closing
             self._pending = []
             return None
-        self._pending = [job_id]
+        self._pending = kept + [job_id]
         self.model.set_status("")
         return job_id
 
