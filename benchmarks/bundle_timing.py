@@ -4,7 +4,8 @@
     python3 benchmarks/bundle_timing.py [--bundle dist/Darkroom] [--runs 5] [--json-out FILE] [--no-venv]
 
 Runs the bundle's ``Darkroom`` executable (built by ``python3 packaging/build.py``) and, for comparison in the same
-run, the checkout's ``.venv/bin/darkroom``, alternately, each launch in a fresh ``DARKROOM_HOME`` (a first launch,
+run, this checkout from its virtual environment (``.venv/bin/python -m gui.launcher``, or the Python running this
+script when there is no ``.venv``; ``PYTHONPATH`` is the checkout), alternately, each launch in a fresh ``DARKROOM_HOME`` (a first launch,
 with the welcome dialog turned off) on an X display (Xvfb is started when ``DISPLAY`` is unset). The bundle
 gets the environment of a person without Python: ``PATH=/usr/bin:/bin``, no virtual environment. Two scenarios:
 
@@ -34,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from app_timing import _start_display, checkout  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-VENV_ENTRY = ROOT / ".venv" / "bin" / "darkroom"
+VENV_PYTHON = ROOT / ".venv" / "bin" / "python"
 RUN_TIMEOUT_S = 300
 
 
@@ -48,6 +49,8 @@ def run_once(command: list[str], scenario: str, clean: bool) -> dict:
             for key in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "LD_LIBRARY_PATH"):
                 env.pop(key, None)
             env["PATH"] = "/usr/bin:/bin"
+        else:
+            env["PYTHONPATH"] = str(ROOT)
         t0 = time.monotonic()
         proc = subprocess.Popen(command, env=env, cwd=tmp, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:
@@ -76,15 +79,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--bundle", type=Path, default=ROOT / "dist" / "Darkroom", help="the bundle's folder")
     parser.add_argument("--runs", type=int, default=3, help="measured runs per scenario (after one warm-up)")
-    parser.add_argument("--no-venv", action="store_true", help="time only the bundle, not .venv/bin/darkroom")
+    parser.add_argument("--no-venv", action="store_true", help="time only the bundle, not the checkout")
     parser.add_argument("--json-out", type=Path, default=None, help="also write the figures to this file")
     args = parser.parse_args(argv)
     exe = args.bundle / ("Darkroom.exe" if os.name == "nt" else "Darkroom")
     if not exe.exists():
         sys.exit(f"bundle_timing: no bundle at {exe}; build it with python3 packaging/build.py")
     builds = {"bundle": ([str(exe)], True)}
-    if not args.no_venv and VENV_ENTRY.exists():
-        builds["venv"] = ([str(VENV_ENTRY)], False)
+    if not args.no_venv:
+        python = VENV_PYTHON if VENV_PYTHON.exists() else Path(sys.executable)
+        builds["venv"] = ([str(python), "-m", "gui.launcher"], False)
     xvfb = _start_display()
     results: dict[str, dict[str, list[dict]]] = {name: {"launch": [], "generate": []} for name in builds}
     try:

@@ -117,10 +117,17 @@ def test_the_self_test_runs_without_python(bundle, tmp_path):
     bundle.record(self_test_s=round(seconds, 1), self_test=line)
 
 
-@pytest.mark.parametrize("family", ["tiny_model_dir", "tiny_sdxl_dir", "tiny_sd3_dir", "tiny_flux_dir"])
-def test_every_model_family_generates_from_the_bundle(bundle, family, request, tmp_path):
+@pytest.fixture(scope="module")
+def tiny_models(tiny_model_dir, tiny_sdxl_dir, tiny_sd3_dir, tiny_flux_dir) -> dict[str, Path]:
+    """Built before the tests that use them (module scope), so the thread tqdm starts while writing them is not
+    taken for one a test leaked."""
+    return {"sd": tiny_model_dir, "sdxl": tiny_sdxl_dir, "sd3": tiny_sd3_dir, "flux": tiny_flux_dir}
+
+
+@pytest.mark.parametrize("family", ["sd", "sdxl", "sd3", "flux"])
+def test_every_model_family_generates_from_the_bundle(bundle, family, tiny_models, tmp_path):
     """diffusers and transformers import their model code by name: each family's loading path, from the bundle."""
-    model = request.getfixturevalue(family)
+    model = tiny_models[family]
     out = tmp_path / "out"
     proc = subprocess.run([str(bundle.exe), "generate", "a red fox", "--model", str(model), "--steps", "2",
                            "--size", "64x64", "--seed", "7", "--out", str(out), "--quiet"],
