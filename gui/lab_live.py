@@ -41,7 +41,7 @@ LIVE_FIELDS = ("prompt", "negative_prompt", "seed", "cfg", "sampler")
 #: Quiet time after the last edit before a live picture is started.
 DEBOUNCE_MS = 150
 #: Default cap on a live picture's steps.
-LIVE_STEPS = 6
+LIVE_STEPS = 4
 #: A running live picture this far along is finished rather than cancelled when the input changes: while someone
 #: types, pictures keep arriving (each a little behind), instead of none until they pause.
 FINISH_FRACTION = 0.5

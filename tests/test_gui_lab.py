@@ -122,7 +122,7 @@ def test_live_mode_follows_the_newest_input_cancels_stale_jobs_and_saves_only_wh
     shown = window.jobs.shown.result
     assert shown is not None and shown.key[0] == newest and shown.kind == "live"
     r = shown.request
-    assert (r.prompt, r.seed, r.steps, r.batch_count) == ("a dog in the rain", 77, 6, 1)  # steps capped for live
+    assert (r.prompt, r.seed, r.steps, r.batch_count) == ("a dog in the rain", 77, 4, 1)  # steps capped for live
     assert window.live.canvas.frame().kind == "final"
     assert window.jobs.results.results() == [] and window.session.strip.count() == 0
     spin(100)
@@ -135,7 +135,7 @@ def test_live_mode_follows_the_newest_input_cancels_stale_jobs_and_saves_only_wh
     wait_until(lambda: shown.saved_path is not None)
     assert _pngs(window) == [Path(shown.saved_path)]
     recipe = read_parameters(shown.saved_path).build().request
-    assert (recipe.prompt, recipe.seed, recipe.steps) == ("a dog in the rain", 77, 6)
+    assert (recipe.prompt, recipe.seed, recipe.steps) == ("a dog in the rain", 77, 4)
 
     # Off: edits no longer make pictures; Generate works as ever and saves.
     bar.switch.click()
@@ -167,7 +167,7 @@ def test_live_mode_uses_one_seed_while_the_form_says_random_and_reports_a_bad_fo
 
 
 def test_a_live_picture_more_than_half_done_finishes_and_the_newest_follows(make_window):
-    hold = EngineHold(at_step=4)  # of the 6 live steps
+    hold = EngineHold(at_step=3)  # of the 4 live steps
     window = make_window(hold=hold)
     fill_form(window, steps=20, prompt="a cat")
     live = window.lab.live_mode
@@ -175,7 +175,7 @@ def test_a_live_picture_more_than_half_done_finishes_and_the_newest_follows(make
     window.jobs.result_added.connect(lambda r: shown.append(r.key[0]))
     window.lab.live_bar.switch.click()
     first = live.pending[0]
-    wait_until(lambda: hold.at_step(4) and window.jobs.progress.value == 4)
+    wait_until(lambda: hold.at_step(3) and window.jobs.progress.value == 3)
     window.form_model.set_value("prompt", "a dog")
     wait_until(lambda: len(live.pending) == 2)
     assert live.pending[0] == first, "a nearly finished live picture was thrown away"
