@@ -13,9 +13,9 @@ gets the environment of a person without Python: ``PATH=/usr/bin:/bin``, no virt
 - ``generate``: "red apple", seed 1, 25 steps with the bundled model submitted at the first paint → the engine
   ready, the first live preview and the finished image (``launch_to_first_preview`` …).
 
-The marks come from the app itself (:mod:`gui.timing_probe`, switched on by ``DARKROOM_TIMING_LOG``): a frozen
-bundle ignores ``PYTHONPATH``, so ``app_timing.py``'s import hook cannot reach into it. Times are
-``time.monotonic()``, shared by all processes; the report is JSON (milliseconds: median, min, max).
+The marks come from the app itself (:mod:`gui.timing_probe`, switched on by ``DARKROOM_TIMING_LOG``), as for
+``app_timing.py``, whose launcher this uses. Times are ``time.monotonic()``, shared by all processes; the report
+is JSON (milliseconds: median, min, max).
 """
 
 from __future__ import annotations
@@ -24,55 +24,16 @@ import argparse
 import json
 import os
 import platform
-import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from app_timing import _start_display, checkout  # noqa: E402
+from app_timing import _start_display, checkout, run_once, summary  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_PYTHON = ROOT / ".venv" / "bin" / "python"
 RUN_TIMEOUT_S = 300
-
-
-def run_once(command: list[str], scenario: str, clean: bool) -> dict:
-    with tempfile.TemporaryDirectory(prefix="darkroom-bundle-timing-") as tmp:
-        marks = Path(tmp) / "marks.jsonl"
-        env = dict(os.environ, DARKROOM_HOME=str(Path(tmp) / "home"), DARKROOM_TIMING_LOG=str(marks),
-                   DARKROOM_TIMING_SCENARIO=scenario, DARKROOM_NO_WELCOME="1", HF_HUB_OFFLINE="1")
-        env.pop("QT_QPA_PLATFORM", None)
-        if clean:
-            for key in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "LD_LIBRARY_PATH"):
-                env.pop(key, None)
-            env["PATH"] = "/usr/bin:/bin"
-        else:
-            env["PYTHONPATH"] = str(ROOT)
-        t0 = time.monotonic()
-        proc = subprocess.Popen(command, env=env, cwd=tmp, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        try:
-            _, err = proc.communicate(timeout=RUN_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            _, err = proc.communicate()
-            return {"error": f"timed out after {RUN_TIMEOUT_S} s", "stderr": err.decode(errors="replace")[-2000:]}
-        result: dict = {"exited": (time.monotonic() - t0) * 1000, "returncode": proc.returncode}
-        for line in marks.read_text(encoding="utf-8").splitlines() if marks.exists() else []:
-            mark = json.loads(line)
-            result.setdefault(mark["event"], (mark["t"] - t0) * 1000)
-        if "shown" not in result or proc.returncode != 0:
-            result["stderr"] = err.decode(errors="replace")[-2000:]
-        return result
-
-
-def summary(values: list[float]) -> dict:
-    if not values:
-        return {"runs": 0}
-    return {"median": round(statistics.median(values), 1), "min": round(min(values), 1),
-            "max": round(max(values), 1), "runs": [round(v, 1) for v in values]}
 
 
 def main(argv: list[str] | None = None) -> int:
