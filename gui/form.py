@@ -11,9 +11,11 @@ from __future__ import annotations
 
 from typing import Any, Callable, Sequence
 
-from PySide6.QtCore import QSignalBlocker, Qt, Signal, SignalInstance
+from PySide6.QtCore import QEvent, QObject, QSignalBlocker, Qt, Signal, SignalInstance
 from PySide6.QtGui import QFontMetrics
 from PySide6.QtWidgets import (
+    QAbstractSpinBox,
+    QApplication,
     QComboBox,
     QDoubleSpinBox,
     QFormLayout,
@@ -328,6 +330,26 @@ def _short_name(value: str) -> str:
     return text or value
 
 
+class WheelGuard(QObject):
+    """Keeps the mouse wheel for scrolling the form: a number box or menu under the pointer takes the wheel only
+    once it has been clicked into (has focus), so scrolling down the form never changes a value on the way."""
+
+    def __init__(self, scroll: QScrollArea):
+        super().__init__(scroll)
+        self._scroll = scroll
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802
+        if event.type() == QEvent.Type.Wheel and isinstance(watched, QWidget) and not watched.hasFocus():
+            QApplication.sendEvent(self._scroll.viewport(), event)  # the form scrolls instead
+            return True
+        return False
+
+    def guard(self, root: QWidget) -> None:
+        for widget in [*root.findChildren(QAbstractSpinBox), *root.findChildren(QComboBox)]:
+            widget.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+            widget.installEventFilter(self)
+
+
 class FormPanel(QWidget):
     """The left side of the Create tab: the form (with its LoRAs and embeddings) in a scroll area above the
     Generate and Cancel buttons."""
@@ -361,11 +383,14 @@ class FormPanel(QWidget):
         layout.addWidget(scroll, 1)
         layout.addLayout(buttons)
         self._box, self._scroll = box, scroll
+        self._wheel_guard = WheelGuard(scroll)
+        self._wheel_guard.guard(box)
         self._fit_width()
 
     def add_section(self, widget: QWidget) -> None:
         """Put ``widget`` below the form, in the same scroll area (e.g. the picture-editing panel)."""
         self._sections.addWidget(widget)
+        self._wheel_guard.guard(widget)
         self._fit_width()
 
     def reveal(self, widget: QWidget) -> None:

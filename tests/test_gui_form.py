@@ -120,3 +120,40 @@ def test_a_new_registry_field_appears_in_the_form_without_code(qtbot, monkeypatc
     editor.setValue(2)
     assert model.values()["clip_skip"] == 2
     assert model.set_values({"clip_skip": 99}) == ["clip_skip"]
+
+
+def test_the_wheel_scrolls_the_form_instead_of_changing_a_value_under_the_pointer(qtbot):
+    from PySide6.QtCore import QPoint, QPointF, Qt
+    from PySide6.QtGui import QWheelEvent
+    from PySide6.QtWidgets import QApplication, QLabel as Section
+
+    from gui.form import FormPanel
+    from gui.testing import spin
+
+    model = FormModel()
+    panel = FormPanel(model)
+    qtbot.addWidget(panel)
+    panel.add_section(Section("a section below the form"))
+    panel.resize(380, 300)
+    panel.show()
+    qtbot.waitExposed(panel)
+    cfg = panel.form.widget("cfg")
+    before, scroll = model.value("cfg"), panel._scroll.verticalScrollBar()
+
+    def wheel_on(widget) -> None:
+        centre = QPointF(widget.rect().center())
+        event = QWheelEvent(centre, QPointF(widget.mapToGlobal(QPoint(0, 0))) + centre, QPoint(0, 0), QPoint(0, -120),
+                            Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier, Qt.ScrollPhase.NoScrollPhase,
+                            False)
+        QApplication.sendEvent(widget, event)
+
+    panel._scroll.ensureWidgetVisible(cfg)
+    start = scroll.value()
+    wheel_on(cfg)
+    assert model.value("cfg") == before and scroll.value() > start  # the form scrolled, the value stayed
+    panel.activateWindow()
+    cfg.setFocus()
+    spin(50)
+    assert cfg.hasFocus()
+    wheel_on(cfg)
+    assert model.value("cfg") != before  # clicked into, the box takes the wheel
