@@ -98,6 +98,8 @@ class LabController(QObject):
         menu.addSeparator()
         export = menu.addAction("Export animation…", self.export_animation_dialog)
         export.setEnabled(self.replay.count > 0)
+        keep = menu.addAction("Keep the replay with the picture", self.keep_replay)
+        keep.setEnabled(self.replay.count > 0 and result is not None and bool(result.saved_path))
         if result is not None:
             menu.addAction("Guidance at a step…", lambda: self.show_guidance(result))
             menu.addAction("Forward process…", lambda: self.show_forward(result))
@@ -138,6 +140,16 @@ class LabController(QObject):
                 path += ".gif" if "GIF" in chosen else ".webp"
             self._window.settings.last_dir = str(Path(path).parent)
             self.export_animation(path)
+
+    def keep_replay(self) -> Path | None:
+        """Save the replay of the picture shown beside its gallery file (``<picture>.replay.webp``): the gallery
+        entry keeps how it developed. None when the picture has no replay or is not saved yet."""
+        result = self.replay.result
+        if result is None or not result.saved_path:
+            self._window.status.showMessage("Only a picture saved in the gallery keeps its replay beside it.", 4000)
+            return None
+        path = Path(result.saved_path).with_suffix(".replay.webp")
+        return path if self.export_animation(path) else None
 
     def export_animation(self, path: str | Path, caption: bool | None = None) -> bool:
         """Write the replay of the picture shown to ``path`` (.webp or .gif), captioned with its prompt when

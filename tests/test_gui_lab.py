@@ -89,6 +89,20 @@ def test_export_animation_writes_every_step_then_the_picture_looping(make_window
     wait_until(lambda: len(done) == 3)
     assert done[2][0] == "" and window.banner.message().level == "error"
 
+    # Kept with the gallery entry: beside the saved picture, where the gallery finds it; not indexed as a picture.
+    wait_until(lambda: window.current_result().saved_path is not None)
+    kept = lab.keep_replay()
+    wait_until(lambda: len(done) == 4)
+    saved = Path(window.current_result().saved_path)
+    assert kept == saved.with_suffix(".replay.webp") and done[3][0] == str(kept)
+    with Image.open(kept) as anim:
+        assert anim.n_frames == 5
+    rescanned: list = []
+    window.gallery_view.rescan_finished.connect(rescanned.append)
+    window.gallery_view.rescan()
+    wait_until(lambda: rescanned)
+    assert window.gallery_view.model.rowCount() == 1
+
 
 # -- live mode ------------------------------------------------------------------------------------------------------
 def test_live_mode_follows_the_newest_input_cancels_stale_jobs_and_saves_only_when_kept(make_window):
