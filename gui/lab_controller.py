@@ -21,6 +21,7 @@ from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QDialog, QFileDialog, QMenu
 
 from engine.errors import DarkroomError
+from engine.gallery.gallery import REPLAY_SUFFIX
 from engine.images import ImageInputError, read_image
 from engine.request import GenerationRequest
 
@@ -148,7 +149,7 @@ class LabController(QObject):
         if result is None or not result.saved_path:
             self._window.status.showMessage("Only a picture saved in the gallery keeps its replay beside it.", 4000)
             return None
-        path = Path(result.saved_path).with_suffix(".replay.webp")
+        path = Path(result.saved_path).with_suffix(REPLAY_SUFFIX)
         return path if self.export_animation(path) else None
 
     def export_animation(self, path: str | Path, caption: bool | None = None) -> bool:

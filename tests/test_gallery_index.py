@@ -205,9 +205,11 @@ def test_delete_moves_to_trash(gallery, monkeypatch):
 
     assert thumbnails.get_thumbnail(gallery.thumbnail_root, key, fox.path) is not None
     assert thumbnails.cache_file(gallery.thumbnail_root, key).exists()
+    replay = fox.path.with_suffix(".replay.webp")
+    replay.write_bytes(b"RIFF")
     result = gallery.delete([ids["fox"]])
     assert result.deleted == (ids["fox"],) and result.failed == ()
-    assert trashed == [fox.path] and not fox.path.exists()
+    assert trashed == [fox.path, replay] and not fox.path.exists() and not replay.exists()
     assert gallery.get(ids["fox"]) is None and gallery.count() == 2
     assert not thumbnails.cache_file(gallery.thumbnail_root, key).exists()
 

@@ -69,6 +69,10 @@ class DeleteResult:
     failed: tuple[tuple[int, str], ...] = ()  # (image id, message for people)
 
 
+#: A picture's replay (noise → image animation), saved beside it when the person asks: ``<picture>.replay.webp``.
+REPLAY_SUFFIX = ".replay.webp"
+
+
 def move_to_trash(path: Path) -> None:
     """Move a file to the system trash (tests replace this)."""
     from send2trash import send2trash
@@ -314,6 +318,12 @@ class Gallery:
                 except Exception as exc:  # noqa: BLE001 - send2trash raises OSError or its own TrashPermissionError
                     failed.append((image_id, f"Could not move {path.name} to the trash: {exc}"))
                     continue
+            replay = path.with_suffix(REPLAY_SUFFIX)
+            if replay.is_file():  # the picture's replay, kept beside it on request, goes with it
+                try:
+                    move_to_trash(replay)
+                except Exception as exc:  # noqa: BLE001 - the picture is in the trash; the replay is only extra
+                    log.warning("could not move %s to the trash: %s", replay, exc)
             deleted.append(image_id)
             thumbnails.forget(self.thumbnail_root, self.thumbnail_key(record))
         if deleted:
