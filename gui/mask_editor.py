@@ -253,8 +253,9 @@ class MaskEditor(QWidget):
         self.brush = QToolButton(text="Brush", checkable=True, checked=True, toolTip="Paint what to repaint (B)")
         self.eraser = QToolButton(text="Eraser", checkable=True, toolTip="Take paint away (E)")
         tools = QButtonGroup(self)
-        tools.addButton(self.brush)
-        tools.addButton(self.eraser)
+        for tool in (self.brush, self.eraser):
+            tool.setObjectName("ModeButton")  # styled like the preview switches: the chosen tool stands out
+            tools.addButton(tool)
         self.size_box = QSpinBox(minimum=1, maximum=512, value=16, suffix=" px", toolTip="Brush radius in the "
                                  "picture's pixels ([ and ] change it)")
         self.softness_box = QSpinBox(minimum=0, maximum=100, value=30, suffix=" %",
