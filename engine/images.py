@@ -123,7 +123,6 @@ def store_image(root: Path, image: InputImage) -> ImageRef:
 
     data = normalised_png(image)
     digest = hashlib.sha256(data).hexdigest()
-    relative = f"{SOURCES_FOLDER}/{digest}.png"
     target = root / SOURCES_FOLDER / f"{digest}.png"
     if not (target.is_file() and _sha256_of(target) == digest):
         try:
