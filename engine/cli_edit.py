@@ -9,7 +9,7 @@
 :func:`plan_edits` checks every option (with the request's own parts, so the messages are the window's) and reads
 every picture before anything is stored or any model loads; :meth:`EditPlan.build` then stores the pictures by
 content under the folder the images are saved into (the gallery, or ``--out``), so each saved image's recipe
-names them by hash, relative to that folder (``engine.gallery.gallery.stored_recipe``). Never imports Qt; runs
+names them by hash, relative to that folder (``engine.images.recipe_to_store``). Never imports Qt; runs
 on the command line's main thread.
 """
 

@@ -252,6 +252,27 @@ def resolve_refs(request, root: Path):
     return _map_refs(request, resolve)
 
 
+def recipe_to_store(request, root: Path):
+    """The request as saved metadata records it: every picture it uses kept under ``root/sources`` and named
+    relative to ``root``, so the recipe is found again by hash from the gallery and never carries the user's
+    folders. A picture that cannot be kept there is named by its file name only (the image is still saved;
+    remaking it says the picture is missing). Control models are named, not located, as the main model is:
+    remaking finds them by name in the models folder's ``controlnet`` folder."""
+    import dataclasses
+    import logging
+
+    from .gallery.infotext import model_label
+
+    try:
+        request = adopt_refs(request, root)
+    except DarkroomError as exc:
+        logging.getLogger(__name__).warning("the recipe's pictures could not be kept in the gallery: %s", exc)
+    if request.controls:
+        request = dataclasses.replace(request, controls=tuple(dataclasses.replace(c, model=model_label(c.model))
+                                                              for c in request.controls))
+    return relative_refs(request, root)
+
+
 def resize_to(image: np.ndarray, width: int, height: int, mode: str) -> np.ndarray:
     """``image`` (H×W×C uint8) at ``width``×``height``: "stretch" ignores the aspect ratio, "fill" scales to
     cover and crops the centre, "fit" scales to fit inside and pads with the edge pixels."""

@@ -6,6 +6,7 @@ directly by the command line; the index gives each thread its own SQLite connect
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import sqlite3
@@ -484,25 +485,7 @@ __all__ = [
 
 
 def stored_recipe(ready: ImageReady, root: Path) -> ImageReady:
-    """The finished image with the recipe its metadata records: every picture the recipe uses kept under
-    ``root/sources`` and named relative to ``root``, so the recipe is found again by hash from the gallery and
-    never carries the user's folders. A picture that cannot be kept there is named by its file name only (the
-    image is still saved; remaking it will say the picture is missing). Control models are named, not located,
-    as the main model is: remaking finds them by name in the models folder's ``controlnet`` folder."""
-    request = ready.request
-    if not (request.source or request.mask or request.controls):
-        return ready
-    import dataclasses
+    """The finished image with the recipe its metadata records (:func:`engine.images.recipe_to_store`)."""
+    from ..images import recipe_to_store
 
-    from ..images import adopt_refs, relative_refs
-
-    try:
-        request = adopt_refs(request, root)
-    except DarkroomError as exc:
-        log.warning("the recipe's pictures could not be kept in the gallery: %s", exc)
-    if request.controls:
-        from .infotext import model_label
-
-        request = dataclasses.replace(request, controls=tuple(dataclasses.replace(c, model=model_label(c.model))
-                                                              for c in request.controls))
-    return dataclasses.replace(ready, request=relative_refs(request, root))
+    return ready if not ready.request.parts else dataclasses.replace(ready, request=recipe_to_store(ready.request, root))
