@@ -48,22 +48,33 @@ RUN_TIMEOUT_S = 300
 
 
 # -- the driver ---------------------------------------------------------------------------------------------
-def _start_display() -> subprocess.Popen | None:
-    """Xvfb on a free display when there is no DISPLAY; None when one is already there."""
-    if os.environ.get("DISPLAY"):
-        return None
+def start_xvfb(first: int = 99) -> tuple[subprocess.Popen, str]:
+    """Xvfb on the first free display from ``first`` on, and that display's name. RuntimeError when Xvfb is not
+    installed or does not come up."""
     xvfb = shutil.which("Xvfb")
     if xvfb is None:
-        sys.exit("app_timing: no DISPLAY and no Xvfb; install it (apt-get install xvfb) or run under a desktop.")
-    number = next(n for n in range(99, 199) if not Path(f"/tmp/.X{n}-lock").exists())
+        raise RuntimeError("no Xvfb; install it (apt-get install xvfb) or run under a desktop")
+    number = next(n for n in range(first, first + 100) if not Path(f"/tmp/.X{n}-lock").exists())
     proc = subprocess.Popen([xvfb, f":{number}", "-screen", "0", "1400x900x24", "-nolisten", "tcp"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while not Path(f"/tmp/.X11-unix/X{number}").exists():
-        if time.monotonic() > deadline or proc.poll() is not None:
-            sys.exit("app_timing: Xvfb did not start")
+    for _ in range(200):  # up to 10 s
+        if Path(f"/tmp/.X11-unix/X{number}").exists():
+            return proc, f":{number}"
+        if proc.poll() is not None:
+            break
         time.sleep(0.05)
-    os.environ["DISPLAY"] = f":{number}"
+    proc.kill()
+    raise RuntimeError("Xvfb did not start")
+
+
+def _start_display() -> subprocess.Popen | None:
+    """Xvfb when there is no DISPLAY (which it then names); None when one is already there."""
+    if os.environ.get("DISPLAY"):
+        return None
+    try:
+        proc, os.environ["DISPLAY"] = start_xvfb()
+    except RuntimeError as exc:
+        sys.exit(f"app_timing: {exc}")
     return proc
 
 
