@@ -180,13 +180,15 @@ def fetch(download: DownloadPlan, on_progress: Callable[[Progress], None] | None
             report(int(n or 0))
 
     folder = None
+    finished = 0  # bytes of the files done, whatever the progress bars counted
     for f in download.files:
         state["file"] = f.path
         report(0)
         with _hub_errors(download.repo_id):
             path = hf_hub_download(download.repo_id, f.path, revision=download.revision, tqdm_class=Bar)
         folder = Path(path).parents[len(PurePosixPath(f.path).parts) - 1]
-        state["done"] = sum(g.size for g in download.files[:download.files.index(f) + 1])
+        finished += f.size
+        state["done"] = finished
         report(0)
     if folder is None:
         raise DarkroomError(f"{download.repo_id} has no files Darkroom can use.", kind=ErrorKind.VALIDATION)
