@@ -74,6 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_field_options(gen)
     gen.add_argument("--out", type=Path, default=None, metavar="DIR", help="write the PNGs into DIR instead of the gallery")
     gen.add_argument("--device", choices=("cuda", "mps", "cpu"), default=None, help="force a device")
+    gen.add_argument("--memory", choices=("auto", "normal", "low"), default=None,
+                     help="GPU memory mode: normal keeps the whole model on the GPU, low moves each part there only "
+                          "while it runs (slower; for GPUs with little memory), auto picks by the model's size "
+                          "(default: the app's setting, else auto)")
     gen.add_argument("--quiet", action="store_true", help="no progress bar")
     gen.set_defaults(handler=cmd_generate)
 
@@ -149,7 +153,8 @@ def run_generation(request, args) -> int:
     from .gallery import Gallery
     from .settings import load as load_settings
 
-    gallery = None if args.out else Gallery(load_settings()[0].gallery_dir or None)
+    settings = load_settings()[0]
+    gallery = None if args.out else Gallery(settings.gallery_dir or None)
     done = threading.Event()
     outcome: dict = {"code": EXIT_OK, "saved": []}
     bar = None
@@ -184,7 +189,9 @@ def run_generation(request, args) -> int:
                 outcome["code"] = EXIT_CANCELLED
             done.set()
 
-    engine = Engine(on_event, EngineOptions(device=args.device, preview=PreviewOptions(mode="off")))
+    memory_mode = args.memory or settings.memory_mode
+    engine = Engine(on_event, EngineOptions(device=args.device, preview=PreviewOptions(mode="off"),
+                                            memory_mode=memory_mode))
     engine.submit(request)
     try:
         while not done.wait(0.2):

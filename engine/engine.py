@@ -1,7 +1,8 @@
 """The engine: one long-lived worker thread that runs queued generation jobs in FIFO order.
 
 Threading rules:
-- ``submit``, ``cancel``, ``cancel_all``, ``set_preview`` and ``shutdown`` may be called from any thread.
+- ``submit``, ``cancel``, ``cancel_all``, ``set_preview``, ``set_memory_mode`` and ``shutdown`` may be called from any
+  thread.
 - ``on_event`` is called on the worker thread (and, for a job cancelled while still queued, on the thread that
   called ``cancel``). It must return quickly and must not call back into widgets directly.
 - The worker imports torch and diffusers itself, so constructing and starting an Engine costs nothing on the
@@ -18,6 +19,7 @@ import traceback
 from dataclasses import dataclass
 from typing import Callable, Literal
 
+from . import memory
 from .errors import DarkroomError, ErrorKind
 from .events import Cancelled, Event, Failed, Finished, StatusChanged
 from .forward_job import ForwardRequest, ForwardRunner
@@ -43,6 +45,7 @@ class EngineOptions:
     fast_path: bool = True  # GPU fast path (channels_last, torch.compile with CUDA graphs); ignored on CPU
     preview: PreviewOptions = PreviewOptions()
     cpu_threads: int | None = None  # CPU inference threads; None: all cores but one (see runtime.cpu_threads)
+    memory_mode: str = "auto"  # GPU memory mode (engine.memory.MODES); CUDA only
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,7 @@ class Engine:
         self._on_event = on_event
         self._options = options
         self._preview = options.preview
+        self._memory_mode = memory.check_mode(options.memory_mode)
         self._queue: "queue.Queue[object]" = queue.Queue()
         self._jobs: dict[int, Job] = {}
         self._lock = threading.Lock()
@@ -138,6 +142,10 @@ class Engine:
 
     def set_preview(self, options: PreviewOptions) -> None:
         self._preview = options  # read once per step by the worker; assignment is atomic
+
+    def set_memory_mode(self, mode: str) -> None:
+        """The GPU memory mode of the next jobs (a job running now keeps its own)."""
+        self._memory_mode = memory.check_mode(mode)  # read by the worker when a job starts
 
     @property
     def options(self) -> EngineOptions:
@@ -204,6 +212,7 @@ class Engine:
                 if isinstance(job.request, ForwardRequest):
                     forward.run(self._runtime, job, self._emit)
                 else:
+                    self._runtime.memory_mode = self._memory_mode
                     self._runtime.run_job(job, lambda: self._preview)
             except Exception as exc:  # noqa: BLE001 - every failure becomes a Failed event
                 self._emit(self._failure(job.job_id, exc))
@@ -224,7 +233,8 @@ class Engine:
             return Failed(
                 job_id,
                 ErrorKind.OUT_OF_MEMORY.value,
-                "The GPU ran out of memory. Try a smaller size or batch, or close other programs using the GPU.",
+                "The GPU ran out of memory. Try a smaller size or batch, the Low VRAM memory mode, or closing "
+                "other programs that use the GPU.",
                 details,
             )
         if isinstance(exc, OSError) and exc.errno is not None:

@@ -29,6 +29,7 @@ class StatusChanged:
     device: str = ""
     dtype: str = ""
     job_id: None = None
+    vram_bytes: int | None = None  # GPU memory PyTorch holds (CUDA only)
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,7 @@ class Progress:
     image_count: int
     its: float  # denoising steps per second, recent average
     eta_s: float  # seconds left for the whole job
+    vram_bytes: int | None = None  # GPU memory PyTorch holds (CUDA only)
 
 
 @dataclass(frozen=True)

@@ -71,7 +71,7 @@ class AppliedLoras:
     def clear(self, force: bool = False) -> None:
         """Take every LoRA off (``force``: even when none is known to be on, after a failed load)."""
         if (self._loaded or force) and self._family is not None:
-            pipe = getattr(self._family, "lora_pipeline", None)
+            pipe = getattr(self._family, "pipeline", None)
             if pipe is not None:
                 pipe.unload_lora_weights()
         self._loaded = {}
@@ -87,7 +87,7 @@ class AppliedLoras:
         if importlib.util.find_spec("peft") is None:
             raise DarkroomError("LoRAs need the peft package, which is missing: reinstall Darkroom's dependencies.",
                                 kind=ErrorKind.INTERNAL)
-        pipe = getattr(family, "lora_pipeline", None)
+        pipe = getattr(family, "pipeline", None)
         if pipe is None or not hasattr(pipe, "load_lora_weights"):
             raise DarkroomError(f"LoRAs are not available for {family.title} models yet.",
                                 kind=ErrorKind.MODEL_UNSUPPORTED)

@@ -15,7 +15,7 @@ import os
 import time
 from typing import Callable
 
-from . import embeddings
+from . import embeddings, memory
 from .devices import choose_device
 from .edit.control import ControlModels
 from .edit.inputs import prepare as prepare_inputs
@@ -56,6 +56,9 @@ class Runtime:
         self._fast: FastPath | None = None  # the GPU fast path of the loaded model (None: standard path)
         self._controls = ControlModels()  # control models loaded for the current model
         self._loras = AppliedLoras()  # the LoRAs the loaded model holds
+        #: The memory mode setting (engine.memory.MODES); the engine sets it before each job.
+        self.memory_mode = memory.check_mode(getattr(options, "memory_mode", "auto"))
+        self._model_mode = "normal"  # the mode the loaded model runs in
         if self.device.device == "cpu":
             torch.set_num_threads(options.cpu_threads or cpu_threads())
             log.info("running on the CPU with %d threads", torch.get_num_threads())
@@ -69,21 +72,61 @@ class Runtime:
         return self.device.dtype_name
 
     def model_for(self, model: str) -> LoadedModel:
-        """The loaded model a request names, loading it (and dropping the previous one) when it changes."""
+        """The loaded model a request names, loading it (and dropping the previous one) when it, or the memory mode
+        it should run in, changes."""
         entry = resolve(model)
+        mode = self._mode_for(entry)
         if self._model is not None and self._model.entry.path.resolve() == entry.path.resolve():
-            return self._model
+            if mode == self._model_mode:
+                return self._model
+            if mode == "low":
+                self._lower_memory(self._model, f"{entry.name} now runs in low-VRAM mode")
+                return self._model
         self._release()
         self._emit(StatusChanged(f"Loading {entry.name}…", busy=True, device=self.device_name, dtype=self.dtype_name))
         started = time.perf_counter()
         try:
             self._model = load_model(entry, self.device)
-            self._fast = FastPath.for_model(self._model, self._options)
+            self._model_mode = mode
+            memory.apply(self._model.family, mode, self.device.device)
+            # The fast path's compiled graphs need every part on the GPU for good: not in low-VRAM mode.
+            self._fast = FastPath.for_model(self._model, self._options) if mode == "normal" else None
         finally:
             message = f"{entry.name} loaded" if self._model else "Ready"
-            self._emit(StatusChanged(message, device=self.device_name, dtype=self.dtype_name))
-        log.info("loaded %s in %.2fs", entry.name, time.perf_counter() - started)
+            self._emit(StatusChanged(message, device=self.device_name, dtype=self.dtype_name,
+                                     vram_bytes=self._vram()))
+        log.info("loaded %s in %.2fs (%s memory mode)", entry.name, time.perf_counter() - started, mode)
         return self._model
+
+    def _mode_for(self, entry) -> str:
+        offloadable = self.device.device in memory.OFFLOAD_DEVICES
+        weights = memory.weights_bytes(entry.path) if offloadable and self.memory_mode == "auto" else 0
+        return memory.effective(self.memory_mode, self.device.device, weights,
+                                memory.gpu_total_bytes() if weights else None)
+
+    def _lower_memory(self, model: LoadedModel, message: str) -> bool:
+        """Switch the loaded model to low-VRAM mode in place; False when it already is (or cannot be)."""
+        if memory.lower(self._model_mode) is None or self.device.device not in memory.OFFLOAD_DEVICES:
+            return False
+        if self._fast is not None:
+            self._fast.close()
+            self._fast = None
+        self._free_cache()
+        self._emit(StatusChanged(message, busy=True, device=self.device_name, dtype=self.dtype_name))
+        memory.apply(model.family, "low", self.device.device)
+        self._model_mode = "low"
+        log.warning("%s", message)
+        return True
+
+    def _vram(self) -> int | None:
+        return memory.vram_in_use() if self.device.device == "cuda" else None
+
+    def _free_cache(self) -> None:
+        gc.collect()
+        if self.device.device == "cuda":
+            import torch
+
+            torch.cuda.empty_cache()
 
     def _release(self) -> None:
         if self._fast is not None:
@@ -93,11 +136,7 @@ class Runtime:
         self._loras.forget()
         if self._model is not None:
             self._model = None
-            gc.collect()
-            if self.device.device == "cuda":
-                import torch
-
-                torch.cuda.empty_cache()
+            self._free_cache()
 
     def run_job(self, job, preview_options: Callable[[], object]) -> None:
         request = job.request
@@ -116,7 +155,12 @@ class Runtime:
 
         try:
             edit = EditJob(model, request, inputs, self._controls)
-            cond = model.family.condition(request)
+            try:
+                cond = model.family.condition(request)
+            except Exception as exc:
+                if not (memory.is_out_of_memory(exc) and self._lower_memory(model, _OOM_RETRY)):
+                    raise
+                cond = model.family.condition(request)
             request = with_embeddings_used(request, cond.cfg)
             recording = JobRecording(job.options, model.preview, model.family.prediction, request.cfg)
             for index in range(count):
@@ -127,26 +171,8 @@ class Runtime:
                 if inputs.skips_model and request.hires is None:
                     image, notes = strength_zero_image(inputs), ()
                 else:
-                    # The fast path's compiled graphs were made without LoRA layers: jobs with LoRAs run eagerly.
-                    fast = self._fast if self._fast is not None and self._fast.active and not self._loras.active \
-                        else None
-                    try:
-                        image, notes = self._image(job, model, edit, image_request, cond, index, fast, clock,
-                                                   preview_options, recording)
-                    except Interrupted:
-                        raise
-                    except Exception as exc:
-                        if fast is None:
-                            raise
-                        fast.fail(exc)  # logged; the standard path remakes the image and takes over for this model
-                        if type(exc).__name__ == "OutOfMemoryError":
-                            import torch
-
-                            torch.cuda.empty_cache()
-                        clock.step_started = time.perf_counter()
-                        recording.start_image()
-                        image, notes = self._image(job, model, edit, image_request, cond, index, None, clock,
-                                                   preview_options, recording)
+                    image, notes = self._make_image(job, model, edit, image_request, cond, index, clock,
+                                                    preview_options, recording)
                 self._emit(
                     ImageReady(
                         job.job_id,
@@ -168,12 +194,38 @@ class Runtime:
             self._emit(Cancelled(job.job_id, images_done=index))
             return
         except Exception as exc:
-            if type(exc).__name__ == "OutOfMemoryError" and self.device.device == "cuda":
-                import torch
-
-                torch.cuda.empty_cache()
+            if memory.is_out_of_memory(exc):
+                self._free_cache()
             raise
         self._emit(Finished(job.job_id, count))
+
+    def _make_image(self, job, model: LoadedModel, edit: EditJob, request, cond, index: int, clock: "_JobClock",
+                    preview_options: Callable[[], object], recording: JobRecording):
+        """One image, with its fallbacks: the GPU fast path first where it runs (a failure is logged and the
+        standard path remakes the image and takes over for this model), then, after a CUDA out-of-memory error in
+        normal mode, once more in low-VRAM mode (the model stays in it; the image's notes say so)."""
+        # The fast path's compiled graphs were made without LoRA layers: jobs with LoRAs run eagerly.
+        fast = self._fast if self._fast is not None and self._fast.active and not self._loras.active else None
+        extra: tuple[str, ...] = ()
+        while True:
+            try:
+                image, notes = self._image(job, model, edit, request, cond, index, fast, clock, preview_options,
+                                           recording)
+                return image, extra + notes
+            except Interrupted:
+                raise
+            except Exception as exc:
+                if fast is not None:
+                    fast.fail(exc)
+                    fast = None
+                    if memory.is_out_of_memory(exc):
+                        self._free_cache()
+                elif memory.is_out_of_memory(exc) and self._lower_memory(model, _OOM_RETRY):
+                    extra = (memory.OOM_NOTE,)
+                else:
+                    raise
+            clock.step_started = time.perf_counter()
+            recording.start_image()
 
     def _image(self, job, model: LoadedModel, edit: EditJob, request, cond, index: int, fast: FastPath | None,
                clock: "_JobClock", preview_options: Callable[[], object], recording: JobRecording | None = None):
@@ -214,7 +266,8 @@ class Runtime:
             clock.step_started = now
             avg = sum(per_step) / len(per_step)
             left = (state.total - state.step) + (count - index - 1) * state.total
-            self._emit(Progress(job.job_id, state.step, state.total, index, count, 1.0 / avg if avg else 0.0, left * avg))
+            self._emit(Progress(job.job_id, state.step, state.total, index, count, 1.0 / avg if avg else 0.0, left * avg,
+                                vram_bytes=self._vram()))
             options = preview_options()
             source = None
             if options.mode != "off" and now - clock.last_preview >= options.interval_s:
@@ -250,6 +303,8 @@ def with_embeddings_used(request, cfg: bool):
     used = tuple(EmbeddingRef(e.name, e.sha256) for e in embeddings.used_by(texts).values())
     return request if used == request.embeddings else dataclasses.replace(request, embeddings=used)
 
+
+_OOM_RETRY = "Out of GPU memory: trying again in low-VRAM mode…"
 
 #: Request parts the engine cannot use yet → what to tell people.
 _UNAVAILABLE: dict[str, str] = {}

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import paths
+from . import memory, paths
 from .fields import FIELD, FIELDS
 
 log = logging.getLogger(__name__)
@@ -36,6 +36,7 @@ class Settings:
     preview_mode: str = "x0"
     autosave: bool = True  # save every finished image into the gallery
     fast_path: bool = True  # GPU fast path (compiled U-Net, CUDA graphs); off: plain eager PyTorch
+    memory_mode: str = "auto"  # GPU memory mode, one of engine.memory.MODES
     gallery_dir: str = ""  # "" means the default gallery folder (engine.paths.default_gallery_dir())
     user_models: list[str] = field(default_factory=list)  # paths added with "Add model…"
     last_dir: str = ""  # last folder used in a file dialog
@@ -72,6 +73,9 @@ class Settings:
         if settings.preview_mode not in PREVIEW_MODES:
             settings.preview_mode = "x0"
             bad.append("preview_mode")
+        if settings.memory_mode not in memory.MODES:
+            settings.memory_mode = "auto"
+            bad.append("memory_mode")
         return settings, bad
 
 

@@ -134,7 +134,7 @@ def make_actions(owner: QWidget, slots: ActionSlots, *, fast_path_on: bool) -> W
     return actions
 
 
-def fill_menu_bar(bar: QMenuBar, a: WindowActions) -> None:
+def fill_menu_bar(bar: QMenuBar, a: WindowActions, memory_menu: QMenu) -> None:
     def menu(title: str, *entries: QAction | QMenu | None) -> QMenu:
         m = bar.addMenu(title)
         for entry in entries:
@@ -153,7 +153,7 @@ def fill_menu_bar(bar: QMenuBar, a: WindowActions) -> None:
     menu("&File", a.open_parameters, None, a.add_model_folder, a.add_model_file, None, a.save_as, a.copy,
          a.show_gallery_folder, a.choose_gallery_folder, None, a.quit)
     menu("&Generate", a.generate, a.cancel, a.cancel_all, None, a.random_seed, a.reuse_seed)
-    menu("&View", live, None, a.create_tab, a.gallery_tab, None, a.fast_path)
+    menu("&View", live, None, a.create_tab, a.gallery_tab, None, memory_menu, a.fast_path)
     menu("&Help", a.shortcuts, a.open_log, None, a.about)
 
 

@@ -128,6 +128,10 @@ class Bridge(QObject):
         current = self._engine.preview
         self._engine.set_preview(PreviewOptions(mode=mode, interval_s=current.interval_s))
 
+    def set_memory_mode(self, mode: str) -> None:
+        """The GPU memory mode (``engine.memory.MODES``) of the jobs that start from now on."""
+        self._engine.set_memory_mode(mode)
+
     def shutdown(self) -> None:
         """Cancel every job and tell the engine thread to stop, without waiting for it. Safe to call twice.
 

@@ -33,7 +33,6 @@ from engine.errors import DarkroomError
 from engine.events import ImageReady, StatusChanged
 from engine.gallery import Gallery, SavedImage
 from engine.request import GenerationRequest, ValidationError
-from engine.settings import Settings
 
 from . import actions as actions_mod
 from . import window_state
@@ -48,6 +47,7 @@ from .gallery_tab import GalleryTab
 from .gallery_view import GalleryView
 from .lab_controller import LabController
 from .live_panel import LivePanel
+from .memory_menu import MemoryModeMenu
 from .models_controller import ModelsController
 from .models_dialog import ModelsDialog, choose_model_file, choose_model_folder
 from .open_parameters import FILE_FILTER, image_paths_from_mime, open_parameters
@@ -65,7 +65,7 @@ class MainWindow(QMainWindow):
     """The Darkroom window. ``start_engine=False`` leaves the engine idle until :meth:`start_engine` is called.
     ``gallery``: the gallery to save into, None for none, or "default" to open the one the settings name."""
 
-    def __init__(self, settings: Settings | None = None, engine_options: EngineOptions | None = None, *,
+    def __init__(self, settings: settings_mod.Settings | None = None, engine_options: EngineOptions | None = None, *,
                  start_engine: bool = True, gallery: Gallery | None | Literal["default"] = "default",
                  parent: QWidget | None = None):
         super().__init__(parent)
@@ -84,7 +84,8 @@ class MainWindow(QMainWindow):
         gallery_error = ""
         if gallery == "default":
             gallery, gallery_error = open_gallery(settings.gallery_dir)
-        self.bridge = Bridge(engine_options or EngineOptions(fast_path=settings.fast_path), parent=self)
+        options = engine_options or EngineOptions(fast_path=settings.fast_path, memory_mode=settings.memory_mode)
+        self.bridge = Bridge(options, parent=self)
         self.form_model = FormModel(self)
         self.jobs = JobsModel(self.bridge, parent=self)
         self.models = ModelsController(settings, self.form_model, self)
@@ -96,7 +97,7 @@ class MainWindow(QMainWindow):
         self.setMinimumSize(800, 560)
         self.commands = actions_mod.make_actions(self, self._action_slots(), fast_path_on=settings.fast_path)
         self._build_widgets()
-        actions_mod.fill_menu_bar(self.menuBar(), self.commands)
+        actions_mod.fill_menu_bar(self.menuBar(), self.commands, MemoryModeMenu(settings, self.bridge, self))
         self._add_model_menu = QMenu(self)
         self._add_model_menu.addActions([self.commands.add_model_folder, self.commands.add_model_file])
         self._add_model_menu.addAction("Model library and downloads…", self.open_models_dialog)
@@ -166,7 +167,7 @@ class MainWindow(QMainWindow):
 
     def _connect(self) -> None:
         self.tabs.currentChanged.connect(lambda i: self.commands.set_create_tab_shown(self.tabs.widget(i) is self.splitter))
-        self.bridge.status_changed.connect(self.status.show_engine_status)
+        self.status.watch(self.bridge)
         self.jobs.jobs_changed.connect(self._on_jobs_changed)
         self.jobs.progress_changed.connect(self._on_progress)
         self.jobs.result_added.connect(self._on_result)

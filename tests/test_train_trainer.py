@@ -121,3 +121,20 @@ def test_preview_fit_recovers_a_linear_decoder():
     assert rmse < 1e-4
     assert np.allclose(preview["factors"], W.numpy(), atol=1e-4)
     assert np.allclose(preview["bias"], b.numpy(), atol=1e-4)
+
+
+def test_mixed_precision_only_where_the_hardware_has_it(monkeypatch):
+    import torch
+
+    from engine.train import trainer
+
+    cpu = torch.device("cpu")
+    assert trainer.autocast_for(cpu, "fp32")().__class__.__name__ == "nullcontext"
+    monkeypatch.setattr(trainer, "_cpu_has_bf16", lambda: False)
+    with trainer.autocast_for(cpu, "auto")():
+        assert not torch.is_autocast_enabled("cpu")
+    monkeypatch.setattr(trainer, "_cpu_has_bf16", lambda: True)
+    with trainer.autocast_for(cpu, "auto")():
+        assert torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
+    with pytest.raises(ValueError, match="precision"):
+        trainer.autocast_for(cpu, "fp8")

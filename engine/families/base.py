@@ -115,9 +115,11 @@ class Family(ABC):
     #: The model's own scheduler configuration, the base every sampler is built from.
     scheduler_config: Mapping[str, Any]
 
-    #: The diffusers pipeline holding this model's modules, for diffusers' LoRA loaders (:mod:`engine.lora_apply`);
-    #: None where LoRAs cannot be applied.
-    lora_pipeline: Any = None
+    #: The diffusers pipeline holding this model's modules (the same objects the family runs), for diffusers'
+    #: LoRA loaders (:mod:`engine.lora_apply`) and offload hooks (:mod:`engine.memory`); None where neither applies.
+    pipeline: Any = None
+    #: The pipeline component that low-VRAM mode runs on the CPU (a T5 encoder), or None.
+    cpu_text_encoder: str | None = None
 
     def __init__(self, device) -> None:
         self.device = device  # engine.devices.DeviceChoice

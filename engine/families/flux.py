@@ -81,6 +81,8 @@ class Flux(Family):
     #: Schnell: 4 steps, and the CFG scale changes nothing (1 says so).
     recommended_schnell = {"steps": 4, "cfg": 1.0, "sampler": "Euler"}
 
+    cpu_text_encoder = "text_encoder_2"
+
     @classmethod
     def checkpoint_config(cls, keys: Collection[str]) -> str | None:
         if not any(k in keys for k in _DOUBLE):
@@ -123,7 +125,7 @@ class Flux(Family):
     def __init__(self, pipe, device) -> None:
         super().__init__(device)
         self.transformer, self.vae = pipe.transformer, pipe.vae
-        self.lora_pipeline = pipe
+        self.pipeline = pipe
         self.clip = ClipText(pipe.tokenizer, pipe.text_encoder, "clip_l")
         self.t5 = (pipe.tokenizer_2, pipe.text_encoder_2)
         move({"transformer": self.transformer, "vae": self.vae, "clip": pipe.text_encoder, "t5": pipe.text_encoder_2},

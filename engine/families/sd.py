@@ -57,7 +57,7 @@ class StableDiffusion(Family):
     def __init__(self, pipe, device) -> None:
         super().__init__(device)
         self.unet, self.vae = pipe.unet, pipe.vae
-        self.lora_pipeline = pipe
+        self.pipeline = pipe
         self.text_encoder, self.tokenizer = pipe.text_encoder, pipe.tokenizer
         self.clip = ClipText(pipe.tokenizer, pipe.text_encoder)
         move({"unet": self.unet, "vae": self.vae, "text_encoder": self.text_encoder}, device.device)

@@ -67,6 +67,8 @@ class StableDiffusion3(Family):
     size_multiple = 16  # 8× VAE, 2×2 patches
     recommended_settings = {"steps": 28, "cfg": 4.5, "sampler": "Euler"}
 
+    cpu_text_encoder = "text_encoder_3"
+
     @classmethod
     def checkpoint_config(cls, keys: Collection[str]) -> str | None:
         joint = next((k for k in _JOINT if k in keys), None)
@@ -113,7 +115,7 @@ class StableDiffusion3(Family):
     def __init__(self, pipe, device) -> None:
         super().__init__(device)
         self.transformer, self.vae = pipe.transformer, pipe.vae
-        self.lora_pipeline = pipe
+        self.pipeline = pipe
         self.clips = [ClipText(pipe.tokenizer, pipe.text_encoder, "clip_l"),
                       ClipText(pipe.tokenizer_2, pipe.text_encoder_2, "clip_g")]
         self.t5 = (pipe.tokenizer_3, pipe.text_encoder_3) if pipe.text_encoder_3 is not None else None

@@ -54,7 +54,7 @@ class StableDiffusionXL(Family):
     def __init__(self, pipe, device) -> None:
         super().__init__(device)
         self.unet, self.vae = pipe.unet, pipe.vae
-        self.lora_pipeline = pipe
+        self.pipeline = pipe
         # A refiner-style model has only the second encoder.
         pairs = [(pipe.tokenizer, pipe.text_encoder, "clip_l"), (pipe.tokenizer_2, pipe.text_encoder_2, "clip_g")]
         self.clips = [ClipText(tok, enc, role) for tok, enc, role in pairs if enc is not None]

@@ -169,4 +169,5 @@ def t5_hidden(tokenizer, encoder, text: str, device: str, max_length: int):
     mask, as SD3 and Flux were trained (the padding's states are part of the conditioning). T5 reads the plain
     words: A1111's weights, ``BREAK`` and ``<lora:…>`` tags are CLIP syntax and are taken out first."""
     tokens = clip_input_ids(tokenizer, plain_text(text), max_length)
-    return encoder(tokens.input_ids.to(device), output_hidden_states=False)[0]
+    # The encoder may run on the CPU while the rest runs on the GPU (low-VRAM mode): its input goes where it is.
+    return encoder(tokens.input_ids.to(encoder.device), output_hidden_states=False)[0].to(device)
