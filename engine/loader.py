@@ -2,8 +2,8 @@
 
 The model's family (:mod:`engine.families`) is found from the folder's pipeline class or the file's tensor
 names, and does the loading itself. A single file needs its family's configuration (a few megabytes of JSON
-and tokenizer files): it is read from a folder given by the caller or from the local Hugging Face cache, never
-downloaded here. Runs on the engine's worker thread (families import torch and diffusers). Every failure becomes a
+and tokenizer files): it is read from a folder given by the caller, the local Hugging Face cache or the
+configurations shipped with Darkroom, never downloaded here. Runs on the engine's worker thread (families import torch and diffusers). Every failure becomes a
 :class:`~engine.errors.DarkroomError` with a message in plain words: a missing folder, a corrupt or truncated
 file, a model family Darkroom does not run, a checkpoint whose configuration is not on this computer.
 """
@@ -180,12 +180,17 @@ def missing_config_files(folder: Path) -> list[str]:
 
 
 def local_config(repo: str) -> Path | None:
-    """The folder of ``repo``'s configuration in the local Hugging Face cache, or None. Reads the disk only:
-    a single file must never make Darkroom go online."""
+    """The folder of ``repo``'s configuration on this computer, or None: the local Hugging Face cache first (what
+    the person downloaded), else the configuration shipped with Darkroom (:mod:`engine.shipped_configs`). Reads
+    the disk only: a single file must never make Darkroom go online."""
     from huggingface_hub import try_to_load_from_cache
 
+    from .shipped_configs import shipped_config
+
     found = try_to_load_from_cache(repo, "model_index.json")
-    return Path(found).parent if isinstance(found, str) else None
+    if isinstance(found, str):
+        return Path(found).parent
+    return shipped_config(repo)
 
 
 def _load_single_file(entry: ModelEntry, device: DeviceChoice, config_dir: Path | None) -> Family:

@@ -76,7 +76,11 @@ def no_network(monkeypatch, tmp_path):
     return attempts
 
 
-def test_single_file_without_local_config_says_what_is_missing_offline(tiny_model_dir, cpu, tmp_path, no_network):
+def test_single_file_without_local_config_says_what_is_missing_offline(tiny_model_dir, cpu, tmp_path, no_network,
+                                                                      monkeypatch):
+    from engine import shipped_configs
+
+    monkeypatch.setattr(shipped_configs, "SHIPPED_DIR", tmp_path / "nothing-shipped")  # as for SD3 and Flux
     single = export_single_file(tiny_model_dir, tmp_path / "tiny.safetensors")
     with pytest.raises(ModelNotFoundError) as info:
         load_model(resolve(str(single)), cpu)

@@ -1,0 +1,121 @@
+"""Configurations that ship with Darkroom, so a single ``.safetensors`` checkpoint of SD 1.x, SD 2.x or SDXL loads
+with no download.
+
+A single file holds weights only; diffusers needs its family's configuration beside it (JSON for each part,
+tokenizer files). ``resources/configs/<owner>--<name>/`` holds the JSON of the reference repository each family
+names (:data:`engine.families.sd.CONFIG_SD1` …), and ``clip-bpe-merges.txt.gz`` the CLIP tokenizer's byte-pair
+merges (OpenAI CLIP, MIT licence), from which every CLIP tokenizer's ``vocab.json`` and ``merges.txt`` are built the
+way CLIP builds them. A configuration is put together once in Darkroom's cache folder and used from there.
+
+SD3 and Flux are not shipped: their T5 tokenizer is a SentencePiece model that is not available to ship, and a
+Flux file carries no text encoders at all; for them ``darkroom models download <repo> --config-only`` (or the full
+model) is still needed once.
+
+Any thread; file reads and writes only.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from functools import lru_cache
+from pathlib import Path
+
+from . import paths
+
+log = logging.getLogger(__name__)
+
+SHIPPED_DIR = paths.RESOURCES / "configs"
+BPE_FILE = "clip-bpe-merges.txt.gz"
+_STAMP = ".darkroom-config"
+#: CLIP's vocabulary: 256 byte symbols, the same ending a word, 48,894 merges and 2 special tokens.
+CLIP_MERGES = 49152 - 256 - 2
+
+
+def folder_name(repo: str) -> str:
+    return repo.replace("/", "--")
+
+
+def shipped_repos() -> list[str]:
+    """Repositories whose configuration ships with Darkroom."""
+    if not SHIPPED_DIR.is_dir():
+        return []
+    return sorted(d.name.replace("--", "/", 1) for d in SHIPPED_DIR.iterdir() if (d / "model_index.json").is_file())
+
+
+def shipped_config(repo: str) -> Path | None:
+    """A complete configuration folder for ``repo`` built from the shipped files, or None when none ships. Built
+    in the cache folder on first use, and again whenever the shipped files change."""
+    source = SHIPPED_DIR / folder_name(repo)
+    if not (source / "model_index.json").is_file():
+        return None
+    target = paths.cache_dir() / "configs" / folder_name(repo)
+    stamp = _fingerprint(source)
+    if _stamp_of(target) == stamp:
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    build = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        shutil.copytree(source, build, dirs_exist_ok=True)
+        vocab, merges = clip_vocabulary()
+        for tokenizer in build.glob("tokenizer*/tokenizer_config.json"):
+            (tokenizer.parent / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
+            (tokenizer.parent / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n",
+                                                         encoding="utf-8")
+        (build / _STAMP).write_text(stamp, encoding="utf-8")
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(build, target)
+    except OSError:
+        if _stamp_of(target) == stamp:  # another Darkroom process built it at the same moment
+            return target
+        raise
+    finally:
+        shutil.rmtree(build, ignore_errors=True)
+    log.info("built the shipped configuration of %s in %s", repo, target)
+    return target
+
+
+def _stamp_of(folder: Path) -> str | None:
+    try:
+        return (folder / _STAMP).read_text(encoding="utf-8")
+    except OSError:
+        return None
+
+
+def _fingerprint(source: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted([*source.rglob("*.json"), SHIPPED_DIR / BPE_FILE]):
+        digest.update(str(path.relative_to(SHIPPED_DIR)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def bytes_to_unicode() -> dict[int, str]:
+    """CLIP's (and GPT-2's) map of the 256 byte values to printable characters."""
+    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + \
+        list(range(ord("®"), ord("ÿ") + 1))
+    chars = printable[:]
+    n = 0
+    for b in range(256):
+        if b not in printable:
+            printable.append(b)
+            chars.append(256 + n)
+            n += 1
+    return dict(zip(printable, map(chr, chars)))
+
+
+@lru_cache(maxsize=1)
+def clip_vocabulary() -> tuple[dict[str, int], tuple[str, ...]]:
+    """CLIP's token → id map and its merges, from the shipped merges file, built as CLIP's own tokenizer does."""
+    lines = gzip.decompress((SHIPPED_DIR / BPE_FILE).read_bytes()).decode("utf-8").split("\n")
+    merges = tuple(lines[1:CLIP_MERGES + 1])
+    symbols = list(bytes_to_unicode().values())
+    vocab = symbols + [s + "</w>" for s in symbols] + ["".join(m.split()) for m in merges]
+    vocab += ["<|startoftext|>", "<|endoftext|>"]
+    return {token: i for i, token in enumerate(vocab)}, merges
