@@ -316,3 +316,25 @@ def test_read_only_out_folder(tmp_path, monkeypatch, capsys):
     (tmp_path / "ro").mkdir()
     assert main(["generate", "x", "--size", "64x64", "--out", str(tmp_path / "ro")]) == 1
     assert "Read-only file system" in capsys.readouterr().err
+
+
+def test_memory_mode_comes_from_the_option_else_the_app(tiny_model_dir, tmp_path, monkeypatch, capsys):
+    from engine import engine as engine_mod
+    from engine import settings
+
+    seen = []
+    real = engine_mod.Engine.__init__
+
+    def spy(self, on_event, options=engine_mod.EngineOptions()):
+        seen.append(options.memory_mode)
+        real(self, on_event, options)
+
+    monkeypatch.setattr(engine_mod.Engine, "__init__", spy)
+    settings.save(settings.Settings(memory_mode="low"))
+    args = ["generate", "rocket", "--model", str(tiny_model_dir), "--steps", "1", "--size", "64x64", "--quiet",
+            "--out", str(tmp_path)]
+    assert main(args) == 0 and main([*args, "--memory", "normal"]) == 0
+    assert seen == ["low", "normal"]
+    with pytest.raises(SystemExit) as info:
+        main([*args, "--memory", "tiny"])
+    assert info.value.code == 2 and "invalid choice" in capsys.readouterr().err

@@ -14,7 +14,8 @@ import statistics
 import time
 from pathlib import Path
 
-GRID_PROMPTS = ("red apple", "blue whale", "snowman", "rocket", "cat face", "flag: spain", "pizza", "")
+GRID_PROMPTS = ("red apple", "green apple", "red heart", "blue heart", "green heart", "snowman", "rocket", "cat face",
+                "pizza", "")
 EMBED_SIDE = 16
 
 
