@@ -16,25 +16,22 @@ Any thread; file reads and writes only.
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
 import logging
 import os
 import shutil
 import tempfile
-from functools import lru_cache
 from pathlib import Path
 
 from . import paths
+from .clip_bpe import clip_vocabulary
 
 log = logging.getLogger(__name__)
 
 SHIPPED_DIR = paths.RESOURCES / "configs"
 BPE_FILE = "clip-bpe-merges.txt.gz"
 _STAMP = ".darkroom-config"
-#: CLIP's vocabulary: 256 byte symbols, the same ending a word, 48,894 merges and 2 special tokens.
-CLIP_MERGES = 49152 - 256 - 2
 
 
 def folder_name(repo: str) -> str:
@@ -62,7 +59,7 @@ def shipped_config(repo: str) -> Path | None:
     build = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
         shutil.copytree(source, build, dirs_exist_ok=True)
-        vocab, merges = clip_vocabulary()
+        vocab, merges = clip_vocabulary(SHIPPED_DIR / BPE_FILE)
         for tokenizer in build.glob("tokenizer*/tokenizer_config.json"):
             (tokenizer.parent / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
             (tokenizer.parent / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n",
@@ -94,28 +91,3 @@ def _fingerprint(source: Path) -> str:
         digest.update(str(path.relative_to(SHIPPED_DIR)).encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()
-
-
-def bytes_to_unicode() -> dict[int, str]:
-    """CLIP's (and GPT-2's) map of the 256 byte values to printable characters."""
-    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + \
-        list(range(ord("®"), ord("ÿ") + 1))
-    chars = printable[:]
-    n = 0
-    for b in range(256):
-        if b not in printable:
-            printable.append(b)
-            chars.append(256 + n)
-            n += 1
-    return dict(zip(printable, map(chr, chars)))
-
-
-@lru_cache(maxsize=1)
-def clip_vocabulary() -> tuple[dict[str, int], tuple[str, ...]]:
-    """CLIP's token → id map and its merges, from the shipped merges file, built as CLIP's own tokenizer does."""
-    lines = gzip.decompress((SHIPPED_DIR / BPE_FILE).read_bytes()).decode("utf-8").split("\n")
-    merges = tuple(lines[1:CLIP_MERGES + 1])
-    symbols = list(bytes_to_unicode().values())
-    vocab = symbols + [s + "</w>" for s in symbols] + ["".join(m.split()) for m in merges]
-    vocab += ["<|startoftext|>", "<|endoftext|>"]
-    return {token: i for i, token in enumerate(vocab)}, merges

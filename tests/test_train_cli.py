@@ -3,7 +3,6 @@ checkpoints that are never unpickled."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from engine import paths
