@@ -10,7 +10,8 @@ and the GPU fast path on, as the app runs them.
 
 For each generation it records whether it finished, how many previews streamed, whether the final image or any
 preview holds NaN/∞ or is black (every pixel below 8 of 255 — what an fp16 overflow in the VAE turns into),
-seconds per image, peak VRAM and the engine's notes. Random weights make noise-like pictures: the check is that
+seconds per image, peak VRAM (for the flow families in the normal and the low-VRAM memory mode) and the engine's
+notes. Random weights make noise-like pictures: the check is that
 numbers stay finite and pictures are not blank, not that they look like anything. Exit status 0 when every
 generation passed, 1 otherwise.
 """
@@ -108,7 +109,7 @@ class Runner:
 
         self._job: dict | None = None
         self.cuda = device == "cuda"
-        self.engine = Engine(self._on_event, EngineOptions(device=device, fast_path=fast_path,
+        self.engine = Engine(self._on_event, EngineOptions(device=device, fast_path=fast_path, memory_mode="normal",
                                                            preview=PreviewOptions(mode="x0", interval_s=0.0)))
         self.engine.start()
 
@@ -231,12 +232,16 @@ def check_flow(names: list[str]) -> dict:
         runner = Runner()
         try:
             steps, cfg = (4, 0.0) if name == "flux-schnell" else (12, 4.5)
-            for attempt in ("first (eager, loads the model)", "second"):
+            # Normal twice (the first loads the model), then low VRAM: peak VRAM per memory mode.
+            for attempt, mode in (("first (eager, loads the model)", "normal"), ("second", "normal"),
+                                  ("low VRAM", "low")):
+                runner.engine.set_memory_mode(mode)
                 result = runner.run(folder, "Euler", steps, 1024, cfg, timeout=600)
-                result.update(model=name, attempt=attempt, build_s=build_s)
+                result.update(model=name, attempt=attempt, memory_mode=mode, build_s=build_s)
+                if attempt == "second":
+                    result["fast_path"] = runner.fast_state()
                 print(json.dumps(result), file=sys.stderr, flush=True)
                 results.append(result)
-            results[-1]["fast_path"] = runner.fast_state()
         finally:
             runner.close()
         shutil.rmtree(folder, ignore_errors=True)  # tens of GB: the next model needs the disk

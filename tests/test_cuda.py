@@ -70,3 +70,26 @@ def test_fast_path_compiles_captures_and_matches_the_eager_picture(tiny_model_di
     for job in (first, second, third):
         assert [p.step for p in recorder.of(job, Preview)] == list(range(1, 9))
         assert [p.step for p in recorder.of(job, Progress)][-1] == 8
+
+
+def test_low_vram_mode_offloads_and_keeps_the_picture(tiny_model_dir):
+    """Low VRAM on a real GPU: the parts wait in CPU memory between jobs, VRAM is reported, and the picture is
+    the normal mode's (the same fp16 kernels run, only where the weights wait changes)."""
+    recorder = Recorder()
+    engine = Engine(recorder, EngineOptions(device="cuda", fast_path=False, memory_mode="normal",
+                                            preview=PreviewOptions(mode="x0", interval_s=0.0)))
+    engine.start()
+    try:
+        normal = engine.submit(request_for(tiny_model_dir, steps=4))
+        recorder.wait_for(normal, timeout=120)
+        held_normal = torch.cuda.memory_allocated()
+        engine.set_memory_mode("low")
+        low = engine.submit(request_for(tiny_model_dir, steps=4))
+        recorder.wait_for(low, timeout=120)
+        held_low = torch.cuda.memory_allocated()
+    finally:
+        engine.shutdown(timeout=30)
+    a, b = recorder.of(normal, ImageReady)[0].image, recorder.of(low, ImageReady)[0].image
+    assert np.abs(a.astype(int) - b.astype(int)).max() <= 2
+    assert held_low < held_normal
+    assert all(p.vram_bytes and p.vram_bytes > 0 for p in recorder.of(low, Progress))
