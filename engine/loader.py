@@ -44,15 +44,14 @@ class LoadedModel:
         return self.entry.name
 
 
-def check_safetensors(path: Path) -> list[str]:
-    """Open a .safetensors header and return its tensor names, or raise ModelCorruptError."""
-    from safetensors import safe_open
+def check_safetensors(path: Path) -> dict[str, tuple[int, ...]]:
+    """Open a .safetensors header and return its tensors' names and shapes, or raise ModelCorruptError."""
+    from .single_file import tensor_shapes
 
     try:
         if path.stat().st_size < 8:
             raise ValueError("file is too short to hold a header")
-        with safe_open(str(path), framework="pt") as f:
-            return list(f.keys())
+        return tensor_shapes(path)
     except FileNotFoundError:
         raise ModelNotFoundError(f"The model file {path.name} is missing.", str(path)) from None
     except Exception as exc:  # safetensors raises its own error types for every kind of damage
@@ -85,8 +84,8 @@ def folder_family(folder: Path) -> type[Family]:
     return family
 
 
-def checkpoint_family(keys: list[str]) -> tuple[type[Family], str]:
-    """Family of a single-file (original layout) checkpoint from its tensor names, with its config repository."""
+def checkpoint_family(keys) -> tuple[type[Family], str]:
+    """Family of a single-file checkpoint from its tensor names (or names → shapes), with its config repository."""
     found = families.for_checkpoint(keys)
     if found is None:
         raise ModelUnsupportedError(

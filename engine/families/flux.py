@@ -36,8 +36,10 @@ CONFIG_DEV = "black-forest-labs/FLUX.1-dev"
 CONFIG_SCHNELL = "black-forest-labs/FLUX.1-schnell"
 
 _DOUBLE = ("double_blocks.0.img_attn.norm.key_norm.scale", "model.diffusion_model.double_blocks.0.img_attn.norm.key_norm.scale")
-_GUIDANCE = ("guidance_in.in_layer.bias", "model.diffusion_model.guidance_in.in_layer.bias")
-_IMG_IN = ("img_in.weight", "model.diffusion_model.img_in.weight")
+_GUIDANCE = ("guidance_in.in_layer.bias", "model.diffusion_model.guidance_in.in_layer.bias",
+             "time_text_embed.guidance_embedder.linear_1.bias")
+_IMG_IN = ("img_in.weight", "model.diffusion_model.img_in.weight", "x_embedder.weight")
+_DIFFUSERS_SINGLE = "single_transformer_blocks.0.attn.norm_k.weight"
 
 
 def _pipeline_class():
@@ -82,19 +84,23 @@ class Flux(Family):
     recommended_schnell = {"steps": 4, "cfg": 1.0, "sampler": "Euler"}
 
     cpu_text_encoder = "text_encoder_2"
+    #: Where a single file keeps each part besides the transformer (most Flux files hold the transformer alone).
+    single_file_prefixes = {"vae": ("first_stage_model.", "vae."), "text_encoder": ("text_encoders.clip_l.",),
+                            "text_encoder_2": ("text_encoders.t5xxl.",)}
 
     @classmethod
     def checkpoint_config(cls, keys: Collection[str]) -> str | None:
-        if not any(k in keys for k in _DOUBLE):
-            return None
-        shapes = keys if isinstance(keys, Mapping) else {}
-        shape = next((shapes[k] for k in _IMG_IN if k in shapes), None)
-        if shape is not None and len(shape) == 2 and shape[1] != 64:  # Fill and Depth take extra input channels
-            from ..errors import ModelUnsupportedError
+        """Black Forest Labs' key names, with or without ``model.diffusion_model.``, or diffusers' own."""
+        if any(k in keys for k in _DOUBLE) or _DIFFUSERS_SINGLE in keys:
+            shapes = keys if isinstance(keys, Mapping) else {}
+            shape = next((shapes[k] for k in _IMG_IN if k in shapes), None)
+            if shape is not None and len(shape) == 2 and shape[1] != 64:  # Fill and Depth take extra channels
+                from ..errors import ModelUnsupportedError
 
-            variant = {384: "Flux.1 Fill", 128: "Flux.1 Depth"}.get(shape[1], "a Flux.1 variant with extra inputs")
-            raise ModelUnsupportedError(f"This checkpoint is {variant}, which Darkroom does not run yet.")
-        return CONFIG_DEV if any(k in keys for k in _GUIDANCE) else CONFIG_SCHNELL
+                variant = {384: "Flux.1 Fill", 128: "Flux.1 Depth"}.get(shape[1], "a Flux.1 variant with extra inputs")
+                raise ModelUnsupportedError(f"This checkpoint is {variant}, which Darkroom does not run yet.")
+            return CONFIG_DEV if any(k in keys for k in _GUIDANCE) else CONFIG_SCHNELL
+        return None
 
     @classmethod
     def recommended(cls, denoiser_config: Mapping[str, Any]) -> dict[str, Any]:
@@ -116,10 +122,10 @@ class Flux(Family):
 
     @classmethod
     def load_single_file(cls, path: Path, config: Path, device) -> "Flux":
-        from .. import configs
+        from ..single_file import missing_parts, tensor_shapes
 
         device = prefer_bfloat16(device)
-        options = configs.single_file_parts(path, config, cls.title)
+        options = missing_parts(path, config, cls.title, tensor_shapes(path), cls.single_file_prefixes, device.dtype)
         return cls(load_pipeline(_pipeline_class(), path, device, {**cls.load_options, **options}, config), device)
 
     def __init__(self, pipe, device) -> None:

@@ -38,7 +38,8 @@ CONFIG_SD35_LARGE = "stabilityai/stable-diffusion-3.5-large"
 CONFIG_SD35_MEDIUM = "stabilityai/stable-diffusion-3.5-medium"
 
 _T5 = ("text_encoder_3", "tokenizer_3")
-_POS_EMBED = ("model.diffusion_model.pos_embed", "pos_embed")
+_POS_EMBED = ("model.diffusion_model.pos_embed", "pos_embed", "pos_embed.pos_embed")
+_DIFFUSERS_JOINT = "transformer_blocks.0.attn.add_k_proj.weight"
 _JOINT = ("model.diffusion_model.joint_blocks.0.context_block.adaLN_modulation.1.bias",
           "joint_blocks.0.context_block.adaLN_modulation.1.bias")
 
@@ -53,10 +54,6 @@ def has_t5_weights(folder: Path) -> bool:
     return any((folder / "text_encoder_3").glob("*.safetensors"))
 
 
-def checkpoint_has_t5(keys: Collection[str]) -> bool:
-    return any(k.startswith("text_encoders.t5xxl.") for k in keys)
-
-
 class StableDiffusion3(Family):
     name = "sd3"
     title = "Stable Diffusion 3"
@@ -68,20 +65,28 @@ class StableDiffusion3(Family):
     recommended_settings = {"steps": 28, "cfg": 4.5, "sampler": "Euler"}
 
     cpu_text_encoder = "text_encoder_3"
+    #: Where a single file keeps each part besides the transformer (files hold anything from the transformer
+    #: alone to the whole pipeline).
+    single_file_prefixes = {"vae": ("first_stage_model.", "vae."), "text_encoder": ("text_encoders.clip_l.",),
+                            "text_encoder_2": ("text_encoders.clip_g.",), "text_encoder_3": ("text_encoders.t5xxl.",)}
 
     @classmethod
     def checkpoint_config(cls, keys: Collection[str]) -> str | None:
-        joint = next((k for k in _JOINT if k in keys), None)
-        if joint is None:
-            return None
-        if any(k.endswith("joint_blocks.37.x_block.mlp.fc1.weight") for k in keys):
-            return CONFIG_SD35_LARGE
+        """Original (MMDiT) key names, with or without ``model.diffusion_model.``, or diffusers' own."""
         shapes = keys if isinstance(keys, Mapping) else {}
+        if any(k in keys for k in _JOINT):
+            large = any(k.endswith("joint_blocks.37.x_block.mlp.fc1.weight") for k in keys)
+            dual = any(".x_block.attn2." in k for k in keys)  # 3.5 medium's dual attention layers
+        elif _DIFFUSERS_JOINT in keys and "pos_embed.pos_embed" in keys:
+            large = "transformer_blocks.37.ff.net.2.weight" in keys
+            dual = any(k.startswith("transformer_blocks.") and ".attn2." in k for k in keys)
+        else:
+            return None
+        if large:
+            return CONFIG_SD35_LARGE
         pos = next((shapes[k] for k in _POS_EMBED if k in shapes), None)
         # SD3.5 medium learned position embeddings for 384×384 patches (SD3 medium: 192×192).
-        if pos is not None and len(pos) > 1 and pos[1] == 384 * 384:
-            return CONFIG_SD35_MEDIUM
-        if any(".x_block.attn2." in k for k in keys):  # 3.5 medium's dual attention layers
+        if dual or (pos is not None and len(pos) > 1 and pos[1] == 384 * 384):
             return CONFIG_SD35_MEDIUM
         return CONFIG_SD3_MEDIUM
 
@@ -105,11 +110,11 @@ class StableDiffusion3(Family):
 
     @classmethod
     def load_single_file(cls, path: Path, config: Path, device) -> "StableDiffusion3":
-        from .. import configs
+        from ..single_file import missing_parts, tensor_shapes
 
         device = prefer_bfloat16(device)
-        keys = configs.tensor_names(path)
-        options = configs.single_file_parts(path.name, config, cls.title, keys, optional=_T5 if not checkpoint_has_t5(keys) else ())
+        options = missing_parts(path, config, cls.title, tensor_shapes(path), cls.single_file_prefixes, device.dtype,
+                                optional={"text_encoder_3": _T5})
         return cls(load_pipeline(_pipeline_class(), path, device, {**cls.load_options, **options}, config), device)
 
     def __init__(self, pipe, device) -> None:
