@@ -1,21 +1,22 @@
-"""Configurations that ship with Darkroom, so a single ``.safetensors`` checkpoint of SD 1.x, SD 2.x or SDXL loads
-with no download.
+"""Configurations that ship with Darkroom, so a single ``.safetensors`` checkpoint loads with no download.
 
 A single file holds weights only; diffusers needs its family's configuration beside it (JSON for each part,
 tokenizer files). ``resources/configs/<owner>--<name>/`` holds the JSON of the reference repository each family
-names (:data:`engine.families.sd.CONFIG_SD1` …), and ``clip-bpe-merges.txt.gz`` the CLIP tokenizer's byte-pair
-merges (OpenAI CLIP, MIT licence), from which every CLIP tokenizer's ``vocab.json`` and ``merges.txt`` are built the
-way CLIP builds them. A configuration is put together once in Darkroom's cache folder and used from there.
+names (:data:`engine.families.sd.CONFIG_SD1` …): SD 1.x, SD 2.x, SDXL, SD3 medium, SD3.5 medium and large, Flux.1
+dev and schnell. ``clip-bpe-merges.txt.gz`` is the CLIP tokenizer's byte-pair merges (OpenAI CLIP, MIT licence),
+from which every CLIP tokenizer's ``vocab.json`` and ``merges.txt`` are built the way CLIP builds them, and
+``t5-tokenizer.json.gz`` T5's SentencePiece vocabulary in the ``tokenizers`` format (Google's T5, Apache-2.0). A
+configuration is put together once in Darkroom's cache folder and used from there.
 
-SD3 and Flux are not shipped: their T5 tokenizer is a SentencePiece model that is not available to ship, and a
-Flux file carries no text encoders at all; for them ``darkroom models download <repo> --config-only`` (or the full
-model) is still needed once.
+A configuration has no weights: an SD3 or Flux file that holds only its transformer still needs the other parts
+from a full download (:mod:`engine.single_file` says which).
 
 Any thread; file reads and writes only.
 """
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import logging
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 
 SHIPPED_DIR = paths.RESOURCES / "configs"
 BPE_FILE = "clip-bpe-merges.txt.gz"
+T5_FILE = "t5-tokenizer.json.gz"
 _STAMP = ".darkroom-config"
 
 
@@ -59,11 +61,8 @@ def shipped_config(repo: str) -> Path | None:
     build = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
         shutil.copytree(source, build, dirs_exist_ok=True)
-        vocab, merges = clip_vocabulary(SHIPPED_DIR / BPE_FILE)
         for tokenizer in build.glob("tokenizer*/tokenizer_config.json"):
-            (tokenizer.parent / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
-            (tokenizer.parent / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n",
-                                                         encoding="utf-8")
+            _write_vocabulary(tokenizer.parent, json.loads(tokenizer.read_text(encoding="utf-8"))["tokenizer_class"])
         (build / _STAMP).write_text(stamp, encoding="utf-8")
         if target.exists():
             shutil.rmtree(target)
@@ -78,6 +77,15 @@ def shipped_config(repo: str) -> Path | None:
     return target
 
 
+def _write_vocabulary(folder: Path, tokenizer_class: str) -> None:
+    if tokenizer_class == "T5Tokenizer":
+        (folder / "tokenizer.json").write_bytes(gzip.decompress((SHIPPED_DIR / T5_FILE).read_bytes()))
+        return
+    vocab, merges = clip_vocabulary(SHIPPED_DIR / BPE_FILE)
+    (folder / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
+    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n", encoding="utf-8")
+
+
 def _stamp_of(folder: Path) -> str | None:
     try:
         return (folder / _STAMP).read_text(encoding="utf-8")
@@ -87,7 +95,7 @@ def _stamp_of(folder: Path) -> str | None:
 
 def _fingerprint(source: Path) -> str:
     digest = hashlib.sha256()
-    for path in sorted([*source.rglob("*.json"), SHIPPED_DIR / BPE_FILE]):
+    for path in sorted([*source.rglob("*.json"), SHIPPED_DIR / BPE_FILE, SHIPPED_DIR / T5_FILE]):
         digest.update(str(path.relative_to(SHIPPED_DIR)).encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()

@@ -8,7 +8,9 @@ import json
 import pytest
 
 from engine import shipped_configs
+from engine.families.flux import CONFIG_DEV, CONFIG_SCHNELL
 from engine.families.sd import CONFIG_SD1, CONFIG_SD2
+from engine.families.sd3 import CONFIG_SD3_MEDIUM, CONFIG_SD35_LARGE, CONFIG_SD35_MEDIUM
 from engine.families.sdxl import CONFIG_SDXL
 from engine.loader import local_config, missing_config_files
 
@@ -20,8 +22,20 @@ SIZES = {
 }
 
 
-def test_the_families_single_files_name_ship():
-    assert shipped_configs.shipped_repos() == sorted(SIZES)
+#: Published parameter counts of the flow families' parts, and the layer count of each transformer.
+T5_XXL_ENCODER = 4_762_310_656
+VAE_16 = 83_819_683
+FLOW = {
+    CONFIG_SD3_MEDIUM: ("transformer", 24, 2_028_328_000),
+    CONFIG_SD35_MEDIUM: ("transformer", 24, None),
+    CONFIG_SD35_LARGE: ("transformer", 38, None),
+    CONFIG_DEV: ("transformer", 19, 11_901_408_320),
+    CONFIG_SCHNELL: ("transformer", 19, 11_891_178_560),
+}
+
+
+def test_every_configuration_a_family_names_ships():
+    assert shipped_configs.shipped_repos() == sorted([*SIZES, *FLOW])
 
 
 @pytest.mark.parametrize("repo", sorted(SIZES))
@@ -44,6 +58,40 @@ def test_a_shipped_configuration_is_complete_and_the_reference_size(repo):
             config = CLIPTextConfig.from_json_file(folder / "text_encoder_2/config.json")
             parts.append(count(CLIPTextModelWithProjection(config)))
     assert tuple(parts) == SIZES[repo]
+
+
+@pytest.mark.parametrize("repo", sorted(FLOW))
+def test_a_flow_configuration_is_complete_and_the_reference_size(repo):
+    import torch
+    from diffusers import AutoencoderKL, FluxTransformer2DModel, SD3Transformer2DModel
+    from transformers import T5Config, T5EncoderModel
+
+    folder = shipped_configs.shipped_config(repo)
+    assert missing_config_files(folder) == []
+    index = json.loads((folder / "model_index.json").read_text())
+    t5 = "text_encoder_3" if "text_encoder_3" in index else "text_encoder_2"
+    config = json.loads((folder / "transformer/config.json").read_text())
+    cls = FluxTransformer2DModel if index["_class_name"] == "FluxPipeline" else SD3Transformer2DModel
+    with torch.device("meta"):
+        transformer = cls.from_config(config)
+        vae = AutoencoderKL.from_config(json.loads((folder / "vae/config.json").read_text()))
+        encoder = T5EncoderModel(T5Config.from_json_file(folder / t5 / "config.json"))
+    _, layers, size = FLOW[repo]
+    assert transformer.config.num_layers == layers
+    if size is not None:
+        assert sum(p.numel() for p in transformer.parameters()) == size
+    assert sum(p.numel() for p in vae.parameters()) == VAE_16
+    assert sum(p.numel() for p in encoder.parameters()) == T5_XXL_ENCODER
+
+
+def test_the_t5_tokenizer_is_t5s():
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(shipped_configs.shipped_config(CONFIG_DEV) / "tokenizer_2"))
+    assert len(tok) == 32100 and tok.pad_token_id == 0 and tok.eos_token_id == 1
+    # T5's own documented example
+    assert tok("translate English to German: The house is wonderful.").input_ids == [
+        13959, 1566, 12, 2968, 10, 37, 629, 19, 1627, 5, 1]
 
 
 @pytest.mark.parametrize(("repo", "tokenizer", "pad"), [(CONFIG_SD1, "tokenizer", 49407), (CONFIG_SD2, "tokenizer", 0),
