@@ -167,6 +167,42 @@ def test_flux_takes_transformer_loras_and_refuses_u_net_ones(engine, rec, tiny_f
     assert np.array_equal(image_of(flux()).image, plain.image)
 
 
+def test_sd3_takes_two_transformer_loras_with_their_weights(engine, rec, tiny_sd3_dir):
+    layers = transformer_layers(tiny_sd3_dir)
+    write_lora(paths.loras_dir() / "sd3-a.safetensors", layers, style="peft", seed=6)
+    write_lora(paths.loras_dir() / "sd3-b.safetensors", layers, style="peft", seed=7)
+
+    def sd3(prompt="a red apple"):
+        return image_of(run(engine, rec, request_for(tiny_sd3_dir, steps=2, cfg=4.0, prompt=prompt))).image
+
+    plain = sd3()
+    one = sd3("a red apple <lora:sd3-a:1>")
+    both = sd3("a red apple <lora:sd3-a:1> <lora:sd3-b:0.5>")
+    assert not np.array_equal(one, plain) and not np.array_equal(both, one)
+    assert np.array_equal(sd3(), plain)
+
+
+def test_flux_takes_kohya_loras_in_black_forest_labs_names(engine, rec, tiny_flux_dir):
+    """sd-scripts names Flux layers as the original model does (fused q, k, v); diffusers splits them."""
+    import torch
+    from safetensors.torch import save_file
+
+    g = torch.Generator().manual_seed(8)
+    inner, rank = 32, 4  # the tiny transformer: 2 heads of 16
+    key = "lora_unet_double_blocks_0_img_attn_qkv"
+    paths.loras_dir().mkdir(parents=True, exist_ok=True)
+    save_file({f"{key}.lora_down.weight": torch.randn(rank, inner, generator=g) * 0.3,
+               f"{key}.lora_up.weight": torch.randn(3 * inner, rank, generator=g) * 0.3,
+               f"{key}.alpha": torch.tensor(float(rank))}, str(paths.loras_dir() / "flux-kohya.safetensors"))
+
+    def flux(prompt="a red apple"):
+        return image_of(run(engine, rec, request_for(tiny_flux_dir, steps=2, cfg=3.5, prompt=prompt))).image
+
+    plain = flux()
+    assert not np.array_equal(flux("a red apple <lora:flux-kohya:1>"), plain)
+    assert np.array_equal(flux(), plain)
+
+
 def test_jobs_with_loras_run_off_the_fast_path(tiny_model_dir, sd_layers, monkeypatch):
     """The fast path's compiled code was made without LoRA layers: a LoRA job runs eagerly, and the compiled code
     takes over again once the LoRA is off."""
