@@ -134,6 +134,10 @@ def check_family(lora: ResolvedLora, tensors: Mapping, family) -> None:
             "sd3": family.name == "sd3", "flux": family.name == "flux"}[guess]
     if not fits:
         raise wrong_family(name, _TITLES[guess], family.title)
+    if family.name == "sd3" and any(k.startswith("lora_unet_joint_blocks") for k in tensors):
+        raise DarkroomError(f"The LoRA {name!r} names SD3's layers as sd-scripts does, which the diffusers library "
+                            "Darkroom loads LoRAs with cannot convert yet. A LoRA saved in the diffusers format works.",
+                            kind=ErrorKind.MODEL_UNSUPPORTED)
     if family.name == "flux":
         channels = int(family.denoiser.config.in_channels)
         for key, value in tensors.items():

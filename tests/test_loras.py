@@ -227,3 +227,18 @@ def test_jobs_with_loras_run_off_the_fast_path(tiny_model_dir, sd_layers, monkey
         assert len(compiled_calls()) == 3 and np.array_equal(again.image, plain.image)
     finally:
         assert engine.shutdown(10)
+
+
+def test_an_sd_scripts_sd3_lora_gets_a_message_about_its_format(tmp_path):
+    from types import SimpleNamespace
+
+    import torch
+
+    from engine.errors import DarkroomError
+    from engine.loras import ResolvedLora, check_family
+
+    lora = ResolvedLora(LoraRef("sd3-style", 1.0), tmp_path / "sd3-style.safetensors")
+    tensors = {"lora_unet_joint_blocks_0_x_block_attn_qkv.lora_down.weight": torch.zeros(4, 64)}
+    with pytest.raises(DarkroomError, match="sd-scripts") as info:
+        check_family(lora, tensors, SimpleNamespace(name="sd3", title="Stable Diffusion 3"))
+    assert "diffusers format works" in info.value.message
