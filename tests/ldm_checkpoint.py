@@ -1,4 +1,4 @@
-"""Write a diffusers SD1.x pipeline folder as one original-layout (LDM) ``.safetensors`` checkpoint.
+"""Write a diffusers SD1.x or SDXL pipeline folder as one original-layout (LDM) ``.safetensors`` checkpoint.
 
 That is the layout people download from model sites; tests use it to drive the single-file loader offline.
 The key mapping is the inverse of the one diffusers applies when it reads such files, written for any number
@@ -13,7 +13,11 @@ from pathlib import Path
 _RESNET = [("norm1", "in_layers.0"), ("conv1", "in_layers.2"), ("norm2", "out_layers.0"), ("conv2", "out_layers.3"),
            ("time_emb_proj", "emb_layers.1"), ("conv_shortcut", "skip_connection")]
 _UNET_TOP = [("time_embedding.linear_1.", "time_embed.0."), ("time_embedding.linear_2.", "time_embed.2."),
-             ("conv_in.", "input_blocks.0.0."), ("conv_norm_out.", "out.0."), ("conv_out.", "out.2.")]
+             ("conv_in.", "input_blocks.0.0."), ("conv_norm_out.", "out.0."), ("conv_out.", "out.2."),
+             ("add_embedding.linear_1.", "label_emb.0.0."), ("add_embedding.linear_2.", "label_emb.0.2.")]
+#: OpenCLIP's names for the parts of a CLIP text encoder (SDXL's second one), inside each residual block.
+_OPEN_CLIP_BLOCK = [("layer_norm1.", "ln_1."), ("layer_norm2.", "ln_2."), ("mlp.fc1.", "mlp.c_fc."),
+                    ("mlp.fc2.", "mlp.c_proj."), ("self_attn.out_proj.", "attn.out_proj.")]
 
 
 def _unet_prefixes(config: dict, keys) -> list[tuple[str, str]]:
@@ -80,7 +84,39 @@ def export_single_file(folder: Path, target: Path) -> Path:
     for k, v in vae.items():
         new, conv_shaped = _vae_key(k, n)
         out["first_stage_model." + new] = v.reshape(*v.shape, 1, 1) if conv_shaped and v.ndim == 2 else v
+    xl = (folder / "text_encoder_2").is_dir()
+    first = "conditioner.embedders.0.transformer." if xl else "cond_stage_model.transformer."
     for k, v in load_file(str(folder / "text_encoder" / "model.safetensors")).items():
-        out["cond_stage_model.transformer." + (k if k.startswith("text_model.") else "text_model." + k)] = v
+        out[first + (k if k.startswith("text_model.") else "text_model." + k)] = v
+    if xl:
+        second = load_file(str(folder / "text_encoder_2" / "model.safetensors"))
+        out.update({"conditioner.embedders.1.model." + k: v for k, v in _open_clip(second).items()})
     save_file({k: v.contiguous() for k, v in out.items()}, str(target))
     return target
+
+
+def _open_clip(weights: dict) -> dict:
+    """A transformers CLIPTextModelWithProjection's weights in OpenCLIP's layout (q, k and v in one matrix, the
+    projection transposed), as SDXL checkpoints keep the second text encoder."""
+    import torch
+
+    weights = {k.removeprefix("text_model."): v for k, v in weights.items()}
+    out = {"positional_embedding": weights.pop("embeddings.position_embedding.weight"),
+           "token_embedding.weight": weights.pop("embeddings.token_embedding.weight"),
+           "ln_final.weight": weights.pop("final_layer_norm.weight"), "ln_final.bias": weights.pop("final_layer_norm.bias"),
+           "text_projection": weights.pop("text_projection.weight").T.contiguous()}
+    layers = sorted({int(k.split(".")[2]) for k in weights if k.startswith("encoder.layers.")})
+    for i in layers:
+        src, dst = f"encoder.layers.{i}.", f"transformer.resblocks.{i}."
+        for kind in ("weight", "bias"):
+            out[f"{dst}attn.in_proj_{kind}"] = torch.cat(
+                [weights.pop(f"{src}self_attn.{p}_proj.{kind}") for p in ("q", "k", "v")])
+        for key in [k for k in weights if k.startswith(src)]:
+            rest = key[len(src):]
+            for a, b in _OPEN_CLIP_BLOCK:
+                if rest.startswith(a):
+                    rest = b + rest[len(a):]
+            out[dst + rest] = weights.pop(key)
+    weights.pop("embeddings.position_ids", None)
+    assert not weights, f"unconverted: {sorted(weights)[:5]}"
+    return out

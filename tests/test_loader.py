@@ -268,3 +268,20 @@ def test_half_precision_overflow_is_redecoded_in_float32_never_black():
     assert vae.calls == [torch.float16, torch.float32] and vae.dtype == torch.float32
     assert image.dtype == np.uint8 and (image == 191).all()  # (0.5/2 + 0.5) * 255, not a black square
     assert notes and "full precision" in notes[0]
+
+
+@pytest.fixture(scope="module")
+def tiny_xl_two_widths(tmp_path_factory):
+    """A tiny SDXL whose text encoders differ in width, as SDXL's do (built before the thread check)."""
+    from tests.tiny_models import build_tiny_sdxl
+
+    return build_tiny_sdxl(tmp_path_factory.mktemp("xl") / "tiny-xl", second_width=48)
+
+
+def test_an_sdxl_single_file_gives_the_same_pixels_as_its_folder(cpu, tmp_path, tiny_xl_two_widths):
+    """SDXL's layout: both text encoders under ``conditioner.embedders``, the second in OpenCLIP's names."""
+    folder = tiny_xl_two_widths
+    single = export_single_file(folder, tmp_path / "tiny-xl.safetensors")
+    from_file = load_model(resolve(str(single)), cpu, config_dir=folder)
+    assert from_file.family.name == "sdxl"
+    assert np.array_equal(generate(load_model(resolve(str(folder)), cpu)), generate(from_file))

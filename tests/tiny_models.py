@@ -84,8 +84,9 @@ def build_tiny_sd(folder: Path, *, sample_size: int = 8, seed: int = 0, inpainti
     return folder
 
 
-def build_tiny_sdxl(folder: Path, *, sample_size: int = 8, seed: int = 0) -> Path:
-    """Save a tiny SDXL-style pipeline folder (two text encoders, added time embeddings)."""
+def build_tiny_sdxl(folder: Path, *, sample_size: int = 8, seed: int = 0, second_width: int = 32) -> Path:
+    """Save a tiny SDXL-style pipeline folder (two text encoders, added time embeddings). ``second_width``: the
+    second text encoder's width (SDXL's real ones differ, which is how single-file loading tells them apart)."""
     import torch
     from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
@@ -104,8 +105,8 @@ def build_tiny_sdxl(folder: Path, *, sample_size: int = 8, seed: int = 0) -> Pat
         addition_embed_type="text_time",
         addition_time_embed_dim=8,
         transformer_layers_per_block=(1, 1),
-        projection_class_embeddings_input_dim=80,  # 6 * 8 + 32
-        cross_attention_dim=64,
+        projection_class_embeddings_input_dim=6 * 8 + second_width,
+        cross_attention_dim=32 + second_width,
         norm_num_groups=8,
     )
     vae = AutoencoderKL(
@@ -139,7 +140,8 @@ def build_tiny_sdxl(folder: Path, *, sample_size: int = 8, seed: int = 0) -> Pat
         projection_dim=32,
     )
     text_encoder = CLIPTextModel(CLIPTextConfig(**cfg))
-    text_encoder_2 = CLIPTextModelWithProjection(CLIPTextConfig(**cfg))
+    text_encoder_2 = CLIPTextModelWithProjection(CLIPTextConfig(**{**cfg, "hidden_size": second_width,
+                                                                   "projection_dim": second_width}))
     pipe = StableDiffusionXLPipeline(
         unet=unet,
         vae=vae,
