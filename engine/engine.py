@@ -1,8 +1,8 @@
 """The engine: one long-lived worker thread that runs queued generation jobs in FIFO order.
 
 Threading rules:
-- ``submit``, ``cancel``, ``cancel_all``, ``set_preview``, ``set_memory_mode`` and ``shutdown`` may be called from any
-  thread.
+- ``submit``, ``cancel``, ``cancel_all``, ``preload``, ``set_preview``, ``set_memory_mode`` and ``shutdown`` may be
+  called from any thread.
 - ``on_event`` is called on the worker thread (and, for a job cancelled while still queued, on the thread that
   called ``cancel``). It must return quickly and must not call back into widgets directly.
 - The worker imports torch and diffusers itself, so constructing and starting an Engine costs nothing on the
@@ -82,6 +82,7 @@ class Job:
 
 
 _STOP = object()
+_PRELOAD = object()
 
 
 class Engine:
@@ -96,6 +97,7 @@ class Engine:
         self._ids = itertools.count(1)
         self._thread: threading.Thread | None = None
         self._runtime = None  # engine.runtime.Runtime, created on the worker thread
+        self._preload_model = ""  # the model preload() asked for last
 
     # -- any thread -------------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -142,6 +144,13 @@ class Engine:
 
     def set_preview(self, options: PreviewOptions) -> None:
         self._preview = options  # read once per step by the worker; assignment is atomic
+
+    def preload(self, model: str) -> None:
+        """Load ``model`` when the engine has nothing else to do, so that the next generation with it starts at
+        once. Only the latest call counts; a queued job goes first and loads what it needs itself. A model that
+        fails to load is only logged here: the generation that uses it reports why."""
+        self._preload_model = model  # read by the worker; assignment is atomic
+        self._queue.put(_PRELOAD)
 
     def set_memory_mode(self, mode: str) -> None:
         """The GPU memory mode of the next jobs (a job running now keeps its own)."""
@@ -198,6 +207,10 @@ class Engine:
             item = self._queue.get()
             if item is _STOP:
                 break
+            if item is _PRELOAD:
+                if startup_error is None and self._queue.empty():
+                    self._preload()
+                continue
             job: Job = item  # type: ignore[assignment]
             with self._lock:
                 if job.state != "queued":
@@ -222,6 +235,16 @@ class Engine:
                     self._jobs.pop(job.job_id, None)
         if self._runtime is not None:
             self._runtime.close()
+
+    def _preload(self) -> None:
+        model = self._preload_model
+        if not model:
+            return
+        try:
+            self._runtime.memory_mode = self._memory_mode
+            self._runtime.model_for(model)
+        except Exception as exc:  # noqa: BLE001 - the generation that needs it says why
+            log.info("preloading %s failed: %s", model, " ".join(str(exc).split())[:200])
 
     @staticmethod
     def _failure(job_id: int, exc: Exception) -> Failed:

@@ -128,6 +128,10 @@ class Bridge(QObject):
         current = self._engine.preview
         self._engine.set_preview(PreviewOptions(mode=mode, interval_s=current.interval_s))
 
+    def preload(self, model: str) -> None:
+        """Have the engine load ``model`` while it has nothing else to do (see :class:`gui.preloader.ModelPreloader`)."""
+        self._engine.preload(model)
+
     def set_memory_mode(self, mode: str) -> None:
         """The GPU memory mode (``engine.memory.MODES``) of the jobs that start from now on."""
         self._engine.set_memory_mode(mode)

@@ -51,6 +51,7 @@ from .memory_menu import MemoryModeMenu
 from .models_controller import ModelsController
 from .models_dialog import ModelsDialog, choose_model_file, choose_model_folder
 from .open_parameters import FILE_FILTER, image_paths_from_mime, open_parameters
+from .preloader import ModelPreloader
 from .results import Result
 from .session import SessionPanel
 from .status_bar import EngineStatusBar
@@ -90,7 +91,7 @@ class MainWindow(QMainWindow):
         self.jobs = JobsModel(self.bridge, parent=self)
         self.models = ModelsController(settings, self.form_model, self)
         self.gallery = GalleryController(settings, gallery, self)
-
+        self.preloader = ModelPreloader(self.bridge, self.form_model, self)
         self.setWindowTitle("Darkroom")
         self.setWindowIcon(app_icon())
         self.setAcceptDrops(True)
@@ -104,10 +105,7 @@ class MainWindow(QMainWindow):
         self._connect()
         self._restore_settings()
         self.models.refresh()
-        if first_run and self.models.has_models():
-            self.models.apply_model_defaults(force=True)
-        else:
-            self.models.remember_defaults()
+        self.models.settle(first_run)
 
         self.form.widget("prompt").setFocus(Qt.FocusReason.OtherFocusReason)
         if load_problem:

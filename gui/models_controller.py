@@ -124,10 +124,14 @@ class ModelsController(QObject):
         base = {name: fields.FIELD[name].default for name in models.RECOMMENDABLE}
         return {**base, **models.recommended(model), "width": width, "height": height}
 
-    def remember_defaults(self) -> None:
-        """Take the form's model's defaults as the ones in force without changing the form (at start-up, where
-        the form holds the person's restored values)."""
-        self._in_force = self.model_defaults()
+    def settle(self, first_run: bool) -> None:
+        """At start-up, once the form holds the person's restored values: on a first run the form takes the
+        model's recommended settings; later, the form stays as it is and the model's defaults are only taken as
+        the ones in force."""
+        if first_run and self.has_models():
+            self.apply_model_defaults(force=True)
+        else:
+            self._in_force = self.model_defaults()
 
     def apply_model_defaults(self, model: str | None = None, force: bool = False) -> list[str]:
         """Set the form to ``model``'s defaults (:meth:`model_defaults`). A field the person changed away from the

@@ -1,3 +1,5 @@
+import time
+
 import numpy as np
 import pytest
 
@@ -191,3 +193,30 @@ def test_requests_with_parts_not_available_yet_are_refused_clearly(engine, rec, 
         assert isinstance(failed, Failed) and failed.kind == "validation", (name, failed)
         assert words in failed.message
     assert isinstance(rec.of(plain)[-1], Finished)
+
+
+def test_preload_loads_the_model_before_the_first_job(engine, rec, tiny_model_dir):
+    engine.preload(str(tiny_model_dir))
+    engine.start()
+    deadline = time.monotonic() + 60
+    while not any(isinstance(e, StatusChanged) and e.message.endswith("loaded") for e in rec.events):
+        assert time.monotonic() < deadline, "the model was not preloaded"
+        time.sleep(0.05)
+    job = engine.submit(request_for(tiny_model_dir, steps=2))
+    rec.wait_for(job)
+    assert rec.of(job, ImageReady)
+    loads = [e for e in rec.events if isinstance(e, StatusChanged) and e.message.startswith("Loading")]
+    assert len(loads) == 1  # the job found the model loaded
+
+
+def test_a_model_that_cannot_preload_fails_only_its_generation(engine, rec, tiny_model_dir, tmp_path, caplog):
+    caplog.set_level("INFO", logger="engine.engine")
+    engine.start()
+    engine.preload(str(tmp_path / "no-such-model"))
+    deadline = time.monotonic() + 60
+    while "preloading" not in caplog.text:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    job = engine.submit(request_for(tiny_model_dir, steps=2))
+    rec.wait_for(job)
+    assert rec.of(job, ImageReady) and not [e for e in rec.events if isinstance(e, Failed)]

@@ -142,3 +142,33 @@ def test_forward_frames_arrive_as_their_own_signal_and_submit_passes_job_options
     forward = ForwardRequest("some model", (1, 2), image=_image(1))
     assert bridge.submit(forward) == 7 and calls[0][0] is forward
     assert bridge.submit(REQUEST, JobOptions(inspect_step=3)) == 7 and calls[1][1] == JobOptions(inspect_step=3)
+
+
+def test_the_preloader_loads_the_forms_model_once_ready_and_on_change(qtbot):
+    from PySide6.QtCore import QObject, Signal
+
+    from engine.events import StatusChanged
+    from gui.preloader import ModelPreloader
+    from gui.viewmodel import FormModel
+
+    class FakeBridge(QObject):
+        status_changed = Signal(object)
+        closed = False
+
+        def __init__(self):
+            super().__init__()
+            self.asked = []
+
+        def preload(self, model):
+            self.asked.append(model)
+
+    bridge, form = FakeBridge(), FormModel()
+    form.set_value("model", "first")
+    ModelPreloader(bridge, form, bridge)
+    form.set_value("model", "second")
+    assert bridge.asked == []  # nothing before the engine is ready
+    bridge.status_changed.emit(StatusChanged("Starting the engine…", busy=True))
+    bridge.status_changed.emit(StatusChanged("Ready", device="CPU", dtype="float32"))
+    form.set_value("model", "third")
+    bridge.status_changed.emit(StatusChanged("third loaded", device="CPU", dtype="float32"))
+    assert bridge.asked == ["second", "third"]

@@ -22,11 +22,11 @@ def test_pick_two_loras_and_an_embedding_then_generate(make_window, tiny_model_d
     import torch
     from safetensors.torch import save_file
 
+    layers = model_layers(tiny_model_dir)  # before the window's engine starts loading models in its thread
     window = make_window()
     panel = window.form_panel.extras
     assert not panel.add_lora.isEnabled() and "No LoRAs" in panel.loras.currentText()
 
-    layers = model_layers(tiny_model_dir)
     write_lora(paths.loras_dir() / "ink.safetensors", layers, seed=1)
     write_lora(paths.loras_dir() / "styles" / "film.safetensors", layers, style="peft", seed=2)
     width = 32  # the tiny text encoder's width

@@ -58,7 +58,7 @@ def test_restored_values_are_not_overwritten_at_start_up(own_model):
     form = FormModel()
     controller = ModelsController(Settings(), form)
     form.set_values({"model": str(own_model), "cfg": 9.0})
-    controller.remember_defaults()
+    controller.settle(first_run=False)
     assert form.value("cfg") == 9.0
     controller.apply_model_defaults(str(own_model))
     assert form.value("cfg") == 9.0, "a value the person set is not a default to replace"
