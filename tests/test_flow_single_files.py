@@ -5,6 +5,7 @@ works on original and diffusers key names. Nothing reaches the network (the ``no
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -28,10 +29,12 @@ def transformer_file(folder, target):
     return target
 
 
-def plant(source, repo, hub_cache, drop=()):
-    """``source`` as a full download of ``repo`` in a Hugging Face cache (weights too, but ``drop``ped parts)."""
+def plant(source, repo, hub_cache, weightless=()):
+    """``source`` as a full download of ``repo`` in a Hugging Face cache: weights too, except for the
+    ``weightless`` components (their configuration only)."""
     snapshot = hub_cache / f"models--{repo.replace('/', '--')}" / "snapshots" / "0123abc"
-    shutil.copytree(source, snapshot, ignore=lambda d, names: [n for n in names if n in drop])
+    shutil.copytree(source, snapshot, ignore=lambda d, names: [
+        n for n in names if Path(d).name in weightless and n.endswith(".safetensors")])
     (snapshot.parent.parent / "refs").mkdir()
     (snapshot.parent.parent / "refs" / "main").write_text("0123abc")
     return snapshot
@@ -65,9 +68,7 @@ def test_a_transformer_file_takes_the_rest_from_the_cached_model(fixture, repo, 
 
 def test_sd3_runs_without_t5_when_neither_file_nor_configuration_has_it(tiny_sd3_dir, cpu, tmp_path,  # noqa: F811
                                                                        no_network):
-    snapshot = plant(tiny_sd3_dir, CONFIG_SD3_MEDIUM, tmp_path / "empty-hf" / "hub")
-    for weights in (snapshot / "text_encoder_3").glob("*.safetensors"):
-        weights.unlink()
+    plant(tiny_sd3_dir, CONFIG_SD3_MEDIUM, tmp_path / "empty-hf" / "hub", weightless=("text_encoder_3",))
     single = transformer_file(tiny_sd3_dir, tmp_path / "sd3.safetensors")
     model = load_model(resolve(str(single)), cpu)
     assert model.family.t5 is None and model.family.pipeline.text_encoder_3 is None
@@ -75,9 +76,7 @@ def test_sd3_runs_without_t5_when_neither_file_nor_configuration_has_it(tiny_sd3
 
 def test_a_missing_required_part_is_named_with_what_to_download(tiny_flux_dir, cpu, tmp_path,  # noqa: F811
                                                                 no_network):
-    snapshot = plant(tiny_flux_dir, CONFIG_DEV, tmp_path / "empty-hf" / "hub")
-    for weights in (snapshot / "text_encoder_2").glob("*.safetensors"):
-        weights.unlink()
+    plant(tiny_flux_dir, CONFIG_DEV, tmp_path / "empty-hf" / "hub", weightless=("text_encoder_2",))
     single = transformer_file(tiny_flux_dir, tmp_path / "flux.safetensors")
     with pytest.raises(ModelNotFoundError) as info:
         load_model(resolve(str(single)), cpu)
