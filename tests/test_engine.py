@@ -1,4 +1,4 @@
-import time
+import threading
 
 import numpy as np
 import pytest
@@ -196,12 +196,11 @@ def test_requests_with_parts_not_available_yet_are_refused_clearly(engine, rec, 
 
 
 def test_preload_loads_the_model_before_the_first_job(engine, rec, tiny_model_dir):
+    loaded = threading.Event()
+    rec.hook = lambda e: isinstance(e, StatusChanged) and e.message.endswith("loaded") and loaded.set()
     engine.preload(str(tiny_model_dir))
     engine.start()
-    deadline = time.monotonic() + 60
-    while not any(isinstance(e, StatusChanged) and e.message.endswith("loaded") for e in rec.events):
-        assert time.monotonic() < deadline, "the model was not preloaded"
-        time.sleep(0.05)
+    assert loaded.wait(60), "the model was not preloaded"
     job = engine.submit(request_for(tiny_model_dir, steps=2))
     rec.wait_for(job)
     assert rec.of(job, ImageReady)
@@ -209,14 +208,27 @@ def test_preload_loads_the_model_before_the_first_job(engine, rec, tiny_model_di
     assert len(loads) == 1  # the job found the model loaded
 
 
-def test_a_model_that_cannot_preload_fails_only_its_generation(engine, rec, tiny_model_dir, tmp_path, caplog):
-    caplog.set_level("INFO", logger="engine.engine")
-    engine.start()
-    engine.preload(str(tmp_path / "no-such-model"))
-    deadline = time.monotonic() + 60
-    while "preloading" not in caplog.text:
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
+def test_a_model_that_cannot_preload_fails_only_its_generation(engine, rec, tiny_model_dir, tmp_path):
+    import logging
+
+    tried = threading.Event()
+
+    class Watch(logging.Handler):
+        def emit(self, record):
+            if "preloading" in record.getMessage():
+                tried.set()
+
+    logger = logging.getLogger("engine.engine")
+    watch, level = Watch(), logger.level
+    logger.addHandler(watch)
+    logger.setLevel(logging.INFO)
+    try:
+        engine.start()
+        engine.preload(str(tmp_path / "no-such-model"))
+        assert tried.wait(60), "the preload was not attempted"
+    finally:
+        logger.removeHandler(watch)
+        logger.setLevel(level)
     job = engine.submit(request_for(tiny_model_dir, steps=2))
     rec.wait_for(job)
     assert rec.of(job, ImageReady) and not [e for e in rec.events if isinstance(e, Failed)]

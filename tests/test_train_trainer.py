@@ -126,7 +126,7 @@ def test_preview_fit_recovers_a_linear_decoder():
 def test_mixed_precision_only_where_the_hardware_has_it(monkeypatch):
     import torch
 
-    from engine.train import trainer
+    from engine.train import hardware as trainer
 
     cpu = torch.device("cpu")
     assert trainer.autocast_for(cpu, "fp32")().__class__.__name__ == "nullcontext"
