@@ -59,6 +59,7 @@ class Runtime:
         #: The memory mode setting (engine.memory.MODES); the engine sets it before each job.
         self.memory_mode = memory.check_mode(getattr(options, "memory_mode", "auto"))
         self._model_mode = "normal"  # the mode the loaded model runs in
+        self._loaded_setting: str | None = None  # the memory mode setting the loaded model's mode comes from
         if self.device.device == "cpu":
             torch.set_num_threads(options.cpu_threads or cpu_threads())
             log.info("running on the CPU with %d threads", torch.get_num_threads())
@@ -72,11 +73,16 @@ class Runtime:
         return self.device.dtype_name
 
     def model_for(self, model: str) -> LoadedModel:
-        """The loaded model a request names, loading it (and dropping the previous one) when it, or the memory mode
-        it should run in, changes."""
+        """The loaded model a request names, loading it (and dropping the previous one) when it changes. The
+        memory mode is worked out again only when its setting changed: a model lowered to low VRAM by an
+        out-of-memory error stays there until the setting or the model changes."""
         entry = resolve(model)
+        same = self._model is not None and self._model.entry.path.resolve() == entry.path.resolve()
+        if same and self.memory_mode == self._loaded_setting:
+            return self._model
         mode = self._mode_for(entry)
-        if self._model is not None and self._model.entry.path.resolve() == entry.path.resolve():
+        if same:
+            self._loaded_setting = self.memory_mode
             if mode == self._model_mode:
                 return self._model
             if mode == "low":
@@ -87,7 +93,7 @@ class Runtime:
         started = time.perf_counter()
         try:
             self._model = load_model(entry, self.device)
-            self._model_mode = mode
+            self._model_mode, self._loaded_setting = mode, self.memory_mode
             memory.apply(self._model.family, mode, self.device.device)
             # The fast path's compiled graphs need every part on the GPU for good: not in low-VRAM mode.
             self._fast = FastPath.for_model(self._model, self._options) if mode == "normal" else None

@@ -130,6 +130,14 @@ def test_out_of_memory_redoes_the_picture_in_low_vram_mode(tiny_model_dir, cpu_o
         assert np.array_equal(ready[0].image, reference.image)  # same settings, same picture
         assert any("low-VRAM" in e.message for e in rec.events if isinstance(e, StatusChanged))
 
+        # The model stays in low VRAM for the next job: no reload, no second out-of-memory error to wait for.
+        monkeypatch.setattr(StableDiffusion, "predict", real_predict)
+        after = eng.submit(request_for(tiny_model_dir))
+        rec.wait_for(after)
+        assert np.array_equal(rec.of(after, ImageReady)[0].image, reference.image)
+        assert eng._runtime._model_mode == "low"
+        assert len([e for e in rec.events if isinstance(e, StatusChanged) and e.message.startswith("Loading")]) == 1
+
         # Already in low VRAM: another out-of-memory error fails the job with the plain-words message.
         monkeypatch.setattr(StableDiffusion, "predict",
                             lambda *a, **k: (_ for _ in ()).throw(torch.OutOfMemoryError("CUDA out of memory")))
