@@ -59,6 +59,15 @@ def _betas(config: Mapping[str, Any], n: int) -> np.ndarray:
     raise ValueError(f"unknown beta schedule {kind!r}")
 
 
+def _rescale_zero_terminal_snr(betas: np.ndarray) -> np.ndarray:
+    """β rescaled so that √ᾱ_T = 0 while √ᾱ_0 is kept (Lin et al. 2024, algorithm 1; what diffusers does for
+    ``rescale_betas_zero_snr``): √ᾱ is shifted down by its last value and stretched back to its first."""
+    root = np.sqrt(np.cumprod(1.0 - betas))
+    first, last = root[0], root[-1]
+    abar = ((root - last) * first / (first - last)) ** 2
+    return 1.0 - np.concatenate([abar[:1], abar[1:] / abar[:-1]])
+
+
 def schedule_from_config(config: Mapping[str, Any]) -> ForwardSchedule:
     """The forward process of a diffusers scheduler configuration (a model's ``scheduler_config.json``)."""
     n = int(config.get("num_train_timesteps", 1000))
@@ -68,6 +77,8 @@ def schedule_from_config(config: Mapping[str, Any]) -> ForwardSchedule:
         sigmas = shift * sigmas / (1 + (shift - 1) * sigmas)
         return ForwardSchedule("flow", 1.0 - sigmas, sigmas, None)
     betas = _betas(config, n)
+    if config.get("rescale_betas_zero_snr"):
+        betas = _rescale_zero_terminal_snr(betas)
     alphas_cumprod = np.cumprod(1.0 - betas)
     return ForwardSchedule("ddpm", np.sqrt(alphas_cumprod), np.sqrt(1.0 - alphas_cumprod), betas)
 

@@ -11,15 +11,20 @@ SD = {"_class_name": "PNDMScheduler", "beta_start": 0.00085, "beta_end": 0.012, 
       "num_train_timesteps": 1000}
 
 
+@pytest.mark.parametrize("zero_snr", [False, True])
 @pytest.mark.parametrize("schedule", ["scaled_linear", "linear", "squaredcos_cap_v2"])
-def test_alphas_match_diffusers(schedule):
+def test_alphas_match_diffusers(schedule, zero_snr):
     from diffusers import DDPMScheduler
 
-    config = {**SD, "beta_schedule": schedule}
+    config = {**SD, "beta_schedule": schedule, "rescale_betas_zero_snr": zero_snr}
     ours = schedule_from_config(config)
-    theirs = DDPMScheduler(beta_start=config["beta_start"], beta_end=config["beta_end"], beta_schedule=schedule)
-    assert np.allclose(ours.alphas_cumprod, theirs.alphas_cumprod.double().numpy(), rtol=1e-5, atol=1e-7)
-    assert np.allclose(ours.betas, theirs.betas.double().numpy(), rtol=1e-5, atol=1e-8)
+    theirs = DDPMScheduler(beta_start=config["beta_start"], beta_end=config["beta_end"], beta_schedule=schedule,
+                           rescale_betas_zero_snr=zero_snr)
+    assert (ours.signal[-1] == 0) == zero_snr
+    # diffusers rescales in float32: 1 − ᾱ_0 keeps about three digits there
+    tolerance, beta_atol = (1e-3, 1e-6) if zero_snr else (1e-5, 1e-8)
+    assert np.allclose(ours.alphas_cumprod, theirs.alphas_cumprod.double().numpy(), rtol=tolerance, atol=1e-7)
+    assert np.allclose(ours.betas, theirs.betas.double().numpy(), rtol=tolerance, atol=beta_atol)
 
 
 def test_noised_is_the_formula_with_a_fixed_epsilon():

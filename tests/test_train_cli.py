@@ -38,11 +38,22 @@ def test_train_defaults_to_the_user_data_folder_and_leaves_resources_alone(capsy
 
 
 def test_export_to_names_the_model_folder(tmp_path, capsys):
+    import json
+
     _synthetic_dataset(tmp_path / "data")
     dest = tmp_path / "exported"
     assert main(["train", *TINY, "--data-dir", str(tmp_path / "data"), "--run-dir", str(tmp_path / "run"),
-                 "--export-to", str(dest)]) == 0
+                 "--export-to", str(dest), "--prediction-type", "v_prediction", "--zero-terminal-snr"]) == 0
     assert (dest / "unet").is_dir() and not paths.models_dir().exists()
+    scheduler = json.loads((dest / "scheduler" / "scheduler_config.json").read_text())
+    assert scheduler["prediction_type"] == "v_prediction" and scheduler["rescale_betas_zero_snr"] is True
+
+
+def test_a_refused_schedule_is_one_line(tmp_path, capsys):
+    _synthetic_dataset(tmp_path / "data")
+    code = main(["train", *TINY, "--data-dir", str(tmp_path / "data"), "--run-dir", str(tmp_path / "run"),
+                 "--zero-terminal-snr"])
+    assert code != 0 and "--prediction-type v_prediction" in capsys.readouterr().err
 
 
 def test_train_without_the_extra_says_what_to_install(monkeypatch, capsys, tmp_path):

@@ -35,6 +35,9 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
         if f.name in _FOLDER_OPTIONS:
             flag, text = _FOLDER_OPTIONS[f.name]
             p.add_argument(flag, dest=f.name, default=default, metavar="FOLDER", help=text)
+        elif isinstance(default, bool):
+            p.add_argument("--" + f.name.replace("_", "-"), action=argparse.BooleanOptionalAction, default=default,
+                           help=f"(default {'on' if default else 'off'})")
         elif isinstance(default, tuple):
             p.add_argument("--" + f.name.replace("_", "-"), type=lambda s: tuple(int(v) for v in s.split(",")),
                            default=default, help=f"comma-separated (default {','.join(map(str, default))})")

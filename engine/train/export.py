@@ -53,9 +53,11 @@ def export_pipeline(cfg: TrainConfig, vae, te, unet, tokenizer_dir: Path, scale:
     vae.register_to_config(scaling_factor=round(scale, 6))
     te = copy.deepcopy(te).to("cpu", torch.float16)
     unet = copy.deepcopy(unet).to("cpu", torch.float16)
-    sched = DDIMScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012,
-                          beta_schedule="scaled_linear", clip_sample=False, set_alpha_to_one=False,
-                          steps_offset=1, prediction_type="epsilon")
+    from .trainer import schedule_config
+
+    # With a zero-SNR schedule the sampler must start at t = T, where the model learnt pure noise ("trailing").
+    spacing = "trailing" if cfg.zero_terminal_snr else "leading"
+    sched = DDIMScheduler(**schedule_config(cfg), set_alpha_to_one=False, timestep_spacing=spacing)
     tok = CLIPTokenizer.from_pretrained(str(tokenizer_dir))
     pipe = StableDiffusionPipeline(vae=vae, text_encoder=te, tokenizer=tok, unet=unet, scheduler=sched,
                                    safety_checker=None, feature_extractor=None, requires_safety_checker=False)

@@ -2,8 +2,9 @@
 
 Stage 1 trains an AutoencoderKL (reconstruction + KL). The images are then encoded once to latent
 posteriors (mean, std). Stage 2 trains a small CLIPTextModel and a UNet2DConditionModel jointly with the
-DDPM objective L_simple = E‖ε − ε_θ(x_t, t, c)‖² on x_t = √ᾱ_t·x_0 + √(1−ᾱ_t)·ε (SD's scaled_linear
-schedule, so every standard scheduler samples it), dropping the caption for classifier-free guidance.
+DDPM objective on x_t = √ᾱ_t·x_0 + √(1−ᾱ_t)·ε (SD's scaled_linear schedule, so every standard scheduler
+samples it), predicting ε (L_simple = E‖ε − ε_θ(x_t, t, c)‖²) or v = √ᾱ_t·ε − √(1−ᾱ_t)·x_0, optionally with the
+schedule rescaled to zero signal at t = T, and dropping the caption for classifier-free guidance.
 The result is exported as a plain diffusers Stable Diffusion folder (fp16 safetensors) plus preview.json
 (:mod:`.export`).
 
@@ -81,6 +82,13 @@ class TrainConfig:
     # Min-SNR-γ loss weighting (Hang et al. 2023): the ε loss of step t is weighted by min(SNR_t, γ)/SNR_t, so the
     # nearly clean steps, which are easy and dominate the gradient's conflicts, stop slowing the rest. 0: L_simple.
     min_snr_gamma: float = 5.0
+    # What the U-Net predicts: "epsilon" (SD 1.x) or "v_prediction" (SD 2.x). v stays well defined at zero SNR.
+    prediction_type: str = "epsilon"
+    # Rescale the schedule so ᾱ_T = 0 (Lin et al. 2024, "Common Diffusion Noise Schedules and Sample Steps are
+    # Flawed"). SD's schedule leaves √ᾱ_T ≈ 0.07 of the image in the last step's latent; on a 16×16 latent the
+    # noise's own mean is about as large, so a model trained on it takes the picture's average colour from the
+    # starting noise instead of the prompt. Needs v-prediction (ε carries no information at ᾱ = 0).
+    zero_terminal_snr: bool = False
     # bookkeeping
     checkpoint_every: int = 500
     log_every: int = 10
@@ -141,12 +149,28 @@ def make_unet(cfg: TrainConfig):
     )
 
 
-def make_noise_scheduler():
+def schedule_config(cfg: TrainConfig) -> dict:
+    """The noise schedule training uses, as diffusers scheduler settings; the export writes the same ones."""
+    return {"num_train_timesteps": 1000, "beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear",
+            "prediction_type": cfg.prediction_type, "rescale_betas_zero_snr": cfg.zero_terminal_snr,
+            "clip_sample": False, "steps_offset": 1}
+
+
+def check_schedule(cfg: TrainConfig) -> None:
+    """Refuse settings the trainer cannot learn from, before any time is spent. Raises DarkroomError."""
+    from ..errors import DarkroomError
+
+    if cfg.prediction_type not in ("epsilon", "v_prediction"):
+        raise DarkroomError(f"--prediction-type must be epsilon or v_prediction, not {cfg.prediction_type!r}.")
+    if cfg.zero_terminal_snr and cfg.prediction_type == "epsilon":
+        raise DarkroomError("--zero-terminal-snr needs --prediction-type v_prediction: at zero signal the noise "
+                            "is the whole input, so predicting it teaches the model nothing.")
+
+
+def make_noise_scheduler(cfg: TrainConfig):
     from diffusers import DDPMScheduler
 
-    return DDPMScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012,
-                         beta_schedule="scaled_linear", prediction_type="epsilon", clip_sample=False,
-                         steps_offset=1)
+    return DDPMScheduler(**schedule_config(cfg))
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -350,10 +374,16 @@ def train_unet(cfg: TrainConfig, lat_mean, lat_std, scale, captions, tokenizer, 
     params = list(unet.parameters()) + list(te.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.01, betas=(0.9, 0.99))
     ema = EMA(params, cfg.ema_decay)
-    sched = make_noise_scheduler()
+    sched = make_noise_scheduler(cfg)
     abar = sched.alphas_cumprod.to(device)
+    v_pred = cfg.prediction_type == "v_prediction"
     snr = abar / (1 - abar)
-    snr_weight = snr.clamp(max=cfg.min_snr_gamma) / snr if cfg.min_snr_gamma > 0 else torch.ones_like(snr)
+    # Min-SNR-γ for the v objective is min(SNR, γ)/(SNR + 1): the same weight on x_0's error as for ε
+    # (Hang et al. 2023, eq. 10), and finite at SNR = 0.
+    if cfg.min_snr_gamma <= 0:
+        snr_weight = torch.ones_like(snr)
+    else:
+        snr_weight = snr.clamp(max=cfg.min_snr_gamma) / (snr + 1 if v_pred else snr)
     step = 0
     gen = torch.Generator().manual_seed(cfg.seed + 2)
     if ckpt_path.exists():
@@ -397,7 +427,8 @@ def train_unet(cfg: TrainConfig, lat_mean, lat_std, scale, captions, tokenizer, 
             with amp():
                 cond = te(tok)[0]
                 pred = unet(xt, t, encoder_hidden_states=cond).sample
-            per_sample = F.mse_loss(pred.float(), eps, reduction="none").mean(dim=(1, 2, 3))
+            target = a.sqrt() * eps - (1 - a).sqrt() * x0 if v_pred else eps
+            per_sample = F.mse_loss(pred.float(), target, reduction="none").mean(dim=(1, 2, 3))
             loss = (per_sample * snr_weight[t]).mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -426,6 +457,7 @@ def train(cfg: TrainConfig, log=print) -> Path:
     from .tokenizer import save_clip_tokenizer
 
     cfg = cfg.resolved()
+    check_schedule(cfg)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     seed_everything(cfg.seed)
