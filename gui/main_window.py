@@ -36,7 +36,6 @@ from engine.request import GenerationRequest, ValidationError
 
 from . import actions as actions_mod
 from . import window_state
-from .theme import app_icon
 from .banner import Message, MessageBanner
 from .bridge import Bridge
 from .edit_controller import SEND_TARGETS, EditController
@@ -55,6 +54,7 @@ from .preloader import ModelPreloader
 from .results import Result
 from .session import SessionPanel
 from .status_bar import EngineStatusBar
+from .theme import app_icon
 from .viewmodel import FormModel, JobsModel, ProgressState
 
 log = logging.getLogger(__name__)

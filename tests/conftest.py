@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.gallery_fixtures import gallery  # noqa: F401 - the gallery fixture, shared by the gallery tests
+
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.gallery_fixtures import comfy_graph, gallery, make_ready, png_with_text  # noqa: F401 - gallery is a fixture
+from tests.gallery_fixtures import comfy_graph, make_ready, png_with_text
 
 from engine.errors import DiskError
 from engine.gallery import Gallery, gallery as gallery_module

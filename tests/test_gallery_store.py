@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from tests.gallery_fixtures import gallery, make_ready  # noqa: F401 - gallery is a fixture
+from tests.gallery_fixtures import make_ready
 
 from engine import paths
 from engine.errors import DiskError
