@@ -39,6 +39,7 @@ def test_train_defaults_to_the_user_data_folder_and_leaves_resources_alone(capsy
 
 def test_export_to_names_the_model_folder(tmp_path, capsys):
     import json
+    import math
 
     _synthetic_dataset(tmp_path / "data")
     dest = tmp_path / "exported"
@@ -47,6 +48,9 @@ def test_export_to_names_the_model_folder(tmp_path, capsys):
     assert (dest / "unet").is_dir() and not paths.models_dir().exists()
     scheduler = json.loads((dest / "scheduler" / "scheduler_config.json").read_text())
     assert scheduler["prediction_type"] == "v_prediction" and scheduler["rescale_betas_zero_snr"] is True
+    assert scheduler["timestep_spacing"] == "trailing"  # sampling starts at t = T, where the model saw pure noise
+    losses = [float(row.split(",")[1]) for row in (tmp_path / "run" / "loss_unet.csv").read_text().splitlines()[1:]]
+    assert len(losses) == 4 and all(math.isfinite(v) for v in losses)  # the v target is finite at zero SNR
 
 
 def test_a_refused_schedule_is_one_line(tmp_path, capsys):

@@ -5,6 +5,8 @@ import json
 import numpy as np
 import pytest
 
+from tests.engine_helpers import request_for
+
 
 def _synthetic_dataset(folder, n=8, size=16):
     rng = np.random.RandomState(0)
@@ -140,32 +142,35 @@ def test_mixed_precision_only_where_the_hardware_has_it(monkeypatch):
         trainer.autocast_for(cpu, "fp8")
 
 
-def test_v_prediction_with_zero_terminal_snr_exports_a_model_every_sampler_draws(tiny_cfg, tmp_path, rec, engine):
+def test_every_sampler_draws_a_v_prediction_model_with_zero_terminal_snr(tiny_model_dir, tmp_path, rec, engine):
+    """What the trainer exports with --prediction-type v_prediction --zero-terminal-snr (the scheduler settings
+    below; the CLI test checks the export writes them), through the app's engine: the first step has no signal
+    at all, where a division by it would turn the picture black."""
+    import shutil
+
     from engine.events import Finished, ImageReady, Preview
     from engine.forward import schedule_from_config
     from engine.samplers import SAMPLERS
-    from engine.train.trainer import train
-    from tests.engine_helpers import request_for
+    from engine.train.trainer import TrainConfig, schedule_config
 
-    tiny_cfg.prediction_type, tiny_cfg.zero_terminal_snr = "v_prediction", True
-    out = train(tiny_cfg, log=lambda *_: None)
-    rows = (tmp_path / "run" / "loss_unet.csv").read_text().splitlines()[1:]
-    assert len(rows) == 4 and all(np.isfinite(float(r.split(",")[1])) for r in rows)
-    config = json.loads((out / "scheduler" / "scheduler_config.json").read_text())
-    assert config["prediction_type"] == "v_prediction" and config["rescale_betas_zero_snr"] is True
-    assert config["timestep_spacing"] == "trailing"
+    model = tmp_path / "zero-snr"
+    shutil.copytree(tiny_model_dir, model)
+    config_file = model / "scheduler" / "scheduler_config.json"
+    trained = TrainConfig(prediction_type="v_prediction", zero_terminal_snr=True)
+    config = {**json.loads(config_file.read_text()), **schedule_config(trained), "timestep_spacing": "trailing"}
+    config_file.write_text(json.dumps(config))
     schedule = schedule_from_config(config)
     assert schedule.signal[-1] == 0.0 and schedule.signal[0] > 0.99  # the Lab shows the schedule it was trained on
 
     for sampler in SAMPLERS:
-        job = engine.submit(request_for(out, sampler=sampler.name, steps=3, cfg=3.0))
+        job = engine.submit(request_for(model, sampler=sampler.name, steps=3, cfg=3.0))
         rec.wait_for(job)
         assert rec.of(job, Finished), sampler.name
         [ready] = rec.of(job, ImageReady)
         previews = rec.of(job, Preview)
-        # NaN from a division by a zero signal would come out black (uint8 of NaN is 0)
-        assert ready.image.shape == (64, 64, 3) and ready.image.std() > 0, sampler.name
-        assert len(previews) == 3 and all(p.image.std() > 0 for p in previews), sampler.name
+        # NaN comes out black (uint8 of NaN is 0)
+        assert ready.image.std() > 0 and len(previews) == 3, sampler.name
+        assert all(p.image.std() > 0 for p in previews), sampler.name
 
 
 def test_schedules_the_trainer_cannot_learn_are_refused_before_training(tiny_cfg):
