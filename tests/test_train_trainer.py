@@ -183,3 +183,14 @@ def test_schedules_the_trainer_cannot_learn_are_refused_before_training(tiny_cfg
     tiny_cfg.prediction_type = "sample"
     with pytest.raises(DarkroomError, match="epsilon or v_prediction"):
         train(tiny_cfg, log=lambda *_: None)
+
+
+def test_the_autoencoder_never_normalises_a_colour_feature_on_its_own():
+    """One channel per GroupNorm group normalises each feature map separately, which erases the ratios between
+    colour channels (green came out brown). Every norm layer of the default autoencoder keeps 4+ together."""
+    import torch
+
+    from engine.train.trainer import TrainConfig, make_vae
+
+    norms = [m for m in make_vae(TrainConfig()).modules() if isinstance(m, torch.nn.GroupNorm)]
+    assert norms and all(m.num_channels // m.num_groups >= 4 for m in norms)

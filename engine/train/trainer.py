@@ -59,6 +59,10 @@ class TrainConfig:
     # autoencoder
     vae_channels: tuple = (32, 64, 64)
     vae_layers: int = 1
+    # GroupNorm groups in the autoencoder. With one channel per group (32 groups over 32 channels, diffusers'
+    # default) every feature map is normalised on its own, which erases the ratios between colour channels: an
+    # autoencoder built so drew green and red objects brown and orange. 8 groups keep 4+ channels together.
+    vae_norm_groups: int = 8
     latent_channels: int = 4
     vae_steps: int = 2000
     vae_batch: int = 32
@@ -116,7 +120,7 @@ def make_vae(cfg: TrainConfig):
         in_channels=3, out_channels=3,
         down_block_types=("DownEncoderBlock2D",) * n, up_block_types=("UpDecoderBlock2D",) * n,
         block_out_channels=tuple(cfg.vae_channels), layers_per_block=cfg.vae_layers,
-        latent_channels=cfg.latent_channels, norm_num_groups=min(32, cfg.vae_channels[0]),
+        latent_channels=cfg.latent_channels, norm_num_groups=cfg.vae_norm_groups,
         sample_size=cfg.resolution, scaling_factor=1.0,
     )
 
