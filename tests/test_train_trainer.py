@@ -89,6 +89,14 @@ def test_train_export_load_and_resume(tiny_cfg, tmp_path):
     assert [int(r.split(",")[0]) for r in unet_rows[1:]] == [1, 2, 3, 4, 5, 6]
     assert torch.load(run / "unet.pt", weights_only=True)["step"] == 6  # plain tensors and containers
 
+    # training the autoencoder on re-encodes the latents, and a U-Net trained on the old ones is not resumed
+    from engine.errors import DarkroomError
+
+    tiny_cfg.vae_steps = 4
+    with pytest.raises(DarkroomError, match="autoencoder at step 3"):
+        train(tiny_cfg, log=lambda *_: None)
+    assert torch.load(run / "latents.pt", weights_only=True)["vae_step"] == 4
+
 
 def test_training_is_seeded(tiny_cfg, tmp_path):
     from engine.train.trainer import train

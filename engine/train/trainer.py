@@ -45,6 +45,8 @@ def default_folders() -> dict[str, Path]:
 
 @dataclass
 class TrainConfig:
+    """The defaults are the bundled model's recipe (its card has the run); about 1 h 10 min on 2 CPU cores."""
+
     data_dir: str = ""  # "" (here and below): the folder in default_folders()
     run_dir: str = ""
     out_dir: str = ""
@@ -64,7 +66,7 @@ class TrainConfig:
     # autoencoder built so drew green and red objects brown and orange. 8 groups keep 4+ channels together.
     vae_norm_groups: int = 8
     latent_channels: int = 4
-    vae_steps: int = 2000
+    vae_steps: int = 1000
     vae_batch: int = 32
     vae_lr: float = 1e-3
     kl_weight: float = 1e-6
@@ -77,10 +79,10 @@ class TrainConfig:
     unet_channels: tuple = (64, 128, 192)
     unet_layers: int = 1
     attention_heads: int = 4
-    unet_steps: int = 10000
-    batch: int = 64
-    lr: float = 5e-4
-    warmup: int = 200
+    unet_steps: int = 4000
+    batch: int = 32
+    lr: float = 1e-3
+    warmup: int = 300
     caption_dropout: float = 0.1
     ema_decay: float = 0.999
     # Min-SNR-γ loss weighting (Hang et al. 2023): the ε loss of step t is weighted by min(SNR_t, γ)/SNR_t, so the
@@ -94,7 +96,7 @@ class TrainConfig:
     # starting noise instead of the prompt. Needs v-prediction (ε carries no information at ᾱ = 0).
     zero_terminal_snr: bool = False
     # bookkeeping
-    checkpoint_every: int = 500
+    checkpoint_every: int = 250
     log_every: int = 10
     stages: str = "vae,unet,export"
 
@@ -269,7 +271,7 @@ def train_vae(cfg: TrainConfig, images, device, run: Path):
         step = ck["step"]
         gen.set_state(ck["gen"])
     if step >= cfg.vae_steps:
-        return vae.eval()
+        return vae.eval(), step
     data = to_tensor(images)
     log = LossLog(run / "loss_vae.csv", resume=step > 0)
     amp = autocast_for(device, cfg.precision)
@@ -303,17 +305,18 @@ def train_vae(cfg: TrainConfig, images, device, run: Path):
             _atomic_save({"model": vae.state_dict(), "opt": opt.state_dict(), "step": step,
                           "gen": gen.get_state()}, ckpt_path)
     bar.close()
-    return vae.eval()
+    return vae.eval(), step
 
 
-def encode_latents(cfg: TrainConfig, vae, images, device, run: Path):
-    """Posterior means and stds of every image, plus the latent scaling factor (1 / std)."""
+def encode_latents(cfg: TrainConfig, vae, vae_step: int, images, device, run: Path):
+    """Posterior means and stds of every image, plus the latent scaling factor (1 / std). Reused from the run
+    folder only when they were encoded by this autoencoder at this step (a resumed run may have trained it on)."""
     import torch
 
     path = run / "latents.pt"
     if path.exists():
         ck = load_checkpoint(path, "cpu")
-        if ck.get("n") == len(images):
+        if ck.get("n") == len(images) and ck.get("vae_step") == vae_step:
             return ck["mean"], ck["std"], ck["scale"]
     data = to_tensor(images)
     means, stds = [], []
@@ -325,7 +328,7 @@ def encode_latents(cfg: TrainConfig, vae, images, device, run: Path):
     mean, std = torch.cat(means), torch.cat(stds)
     sample = mean + std * torch.randn_like(mean)
     scale = float(1.0 / sample.std())
-    _atomic_save({"mean": mean, "std": std, "scale": scale, "n": len(images)}, path)
+    _atomic_save({"mean": mean, "std": std, "scale": scale, "n": len(images), "vae_step": vae_step}, path)
     return mean, std, scale
 
 
@@ -367,7 +370,7 @@ def tokenize_captions(tokenizer, captions: list[list[str]], max_length: int):
     return ids, torch.tensor(owner), empty
 
 
-def train_unet(cfg: TrainConfig, lat_mean, lat_std, scale, captions, tokenizer, device, run: Path):
+def train_unet(cfg: TrainConfig, lat_mean, lat_std, scale, captions, tokenizer, device, run: Path, vae_step: int):
     import torch
     import torch.nn.functional as F
 
@@ -392,6 +395,13 @@ def train_unet(cfg: TrainConfig, lat_mean, lat_std, scale, captions, tokenizer, 
     gen = torch.Generator().manual_seed(cfg.seed + 2)
     if ckpt_path.exists():
         ck = load_checkpoint(ckpt_path, device)
+        if ck.get("vae_step", vae_step) != vae_step:
+            from ..errors import DarkroomError
+
+            raise DarkroomError(
+                f"The U-Net checkpoint in {run} was trained on the autoencoder at step {ck['vae_step']}, which has "
+                f"trained on to step {vae_step} since; delete {ckpt_path.name} to train the U-Net again on it, or "
+                "choose another --run-dir.")
         unet.load_state_dict(ck["unet"])
         te.load_state_dict(ck["text"])
         opt.load_state_dict(ck["opt"])
@@ -446,7 +456,8 @@ def train_unet(cfg: TrainConfig, lat_mean, lat_std, scale, captions, tokenizer, 
                 bar.set_postfix(loss=f"{loss.item():.4f}")
             if step % cfg.checkpoint_every == 0 or step == cfg.unet_steps:
                 _atomic_save({"unet": unet.state_dict(), "text": te.state_dict(), "opt": opt.state_dict(),
-                              "ema": ema.shadow, "step": step, "gen": gen.get_state()}, ckpt_path)
+                              "ema": ema.shadow, "step": step, "gen": gen.get_state(),
+                              "vae_step": vae_step}, ckpt_path)
         bar.close()
     ema.copy_to(params)
     unet.to(memory_format=torch.contiguous_format)  # safetensors stores contiguous tensors only
@@ -484,15 +495,15 @@ def train(cfg: TrainConfig, log=print) -> Path:
     tokenizer = CLIPTokenizer.from_pretrained(str(tok_dir))
 
     t = time.time()
-    vae = train_vae(cfg, images, device, run)
+    vae, vae_step = train_vae(cfg, images, device, run)
     timings["vae_s"] = timings.get("vae_s", 0) + (time.time() - t)
-    lat_mean, lat_std, scale = encode_latents(cfg, vae, images, device, run)
+    lat_mean, lat_std, scale = encode_latents(cfg, vae, vae_step, images, device, run)
     log(f"latents {tuple(lat_mean.shape[1:])}, scaling factor {scale:.4f}")
     timings_path.write_text(json.dumps(timings, indent=1))
     if "unet" not in stages and "export" not in stages:
         return run
     t = time.time()
-    te, unet, steps = train_unet(cfg, lat_mean, lat_std, scale, captions, tokenizer, device, run)
+    te, unet, steps = train_unet(cfg, lat_mean, lat_std, scale, captions, tokenizer, device, run, vae_step)
     timings["unet_s"] = timings.get("unet_s", 0) + (time.time() - t)
     timings_path.write_text(json.dumps(timings, indent=1))
     if "export" not in stages:
