@@ -226,8 +226,8 @@ def evaluate(model: str | Path, data_dir: str | Path, out: str | Path, n_caption
     report["shape"] = shape_separation(draw, images, captions)
     log(f"colour: {report['colour']['within_tolerance']:.1%} within tolerance (chance "
         f"{report['colour']['chance']:.1%}, autoencoder ceiling "
-        f"{report['colour_autoencoder_ceiling']['within_tolerance']:.1%}); shape: {report['shape']['accuracy']:.1%} separated "
-        f"(chance {report['shape']['chance']:.0%})")
+        f"{report['colour_autoencoder_ceiling']['within_tolerance']:.1%}); "
+        f"shape: {report['shape']['accuracy']:.1%} separated (chance {report['shape']['chance']:.0%})")
 
     # retrieval examples: prompt | generated | nearest training image
     n_show = 16

@@ -93,9 +93,9 @@ class TrainConfig:
     # What the U-Net predicts: "epsilon" (SD 1.x) or "v_prediction" (SD 2.x). v stays well defined at zero SNR.
     prediction_type: str = "epsilon"
     # Rescale the schedule so ᾱ_T = 0 (Lin et al. 2024, "Common Diffusion Noise Schedules and Sample Steps are
-    # Flawed"). SD's schedule leaves √ᾱ_T ≈ 0.07 of the image in the last step's latent; on a 16×16 latent the
-    # noise's own mean is about as large, so a model trained on it takes the picture's average colour from the
-    # starting noise instead of the prompt. Needs v-prediction (ε carries no information at ᾱ = 0).
+    # Flawed"). SD's schedule leaves √ᾱ_T ≈ 0.07 of the image in the last step's latent, so a model can learn to
+    # read the picture's average colour from it, which pure noise at sampling time does not have. Needs
+    # v-prediction (ε carries no information at ᾱ = 0).
     zero_terminal_snr: bool = False
     # bookkeeping
     checkpoint_every: int = 250
