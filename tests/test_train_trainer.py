@@ -159,13 +159,15 @@ def test_every_sampler_draws_a_v_prediction_model_with_zero_terminal_snr(tiny_mo
     from engine.events import Finished, ImageReady, Preview
     from engine.forward import schedule_from_config
     from engine.samplers import SAMPLERS
-    from engine.train.trainer import TrainConfig, schedule_config
+    from engine.train.schedule import sampling_config
+    from engine.train.trainer import TrainConfig
 
     model = tmp_path / "zero-snr"
     shutil.copytree(tiny_model_dir, model)
     config_file = model / "scheduler" / "scheduler_config.json"
     trained = TrainConfig(prediction_type="v_prediction", zero_terminal_snr=True)
-    config = {**json.loads(config_file.read_text()), **schedule_config(trained), "timestep_spacing": "trailing"}
+    config = {**json.loads(config_file.read_text()), **sampling_config(trained)}
+    assert config["timestep_spacing"] == "trailing"
     config_file.write_text(json.dumps(config))
     schedule = schedule_from_config(config)
     assert schedule.signal[-1] == 0.0 and schedule.signal[0] > 0.99  # the Lab shows the schedule it was trained on

@@ -53,11 +53,9 @@ def export_pipeline(cfg: TrainConfig, vae, te, unet, tokenizer_dir: Path, scale:
     vae.register_to_config(scaling_factor=round(scale, 6))
     te = copy.deepcopy(te).to("cpu", torch.float16)
     unet = copy.deepcopy(unet).to("cpu", torch.float16)
-    from .trainer import schedule_config
+    from .schedule import sampling_config
 
-    # With a zero-SNR schedule the sampler must start at t = T, where the model learnt pure noise ("trailing").
-    spacing = "trailing" if cfg.zero_terminal_snr else "leading"
-    sched = DDIMScheduler(**schedule_config(cfg), set_alpha_to_one=False, timestep_spacing=spacing)
+    sched = DDIMScheduler(**sampling_config(cfg))
     tok = CLIPTokenizer.from_pretrained(str(tokenizer_dir))
     pipe = StableDiffusionPipeline(vae=vae, text_encoder=te, tokenizer=tok, unet=unet, scheduler=sched,
                                    safety_checker=None, feature_extractor=None, requires_safety_checker=False)

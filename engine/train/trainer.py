@@ -28,6 +28,7 @@ from pathlib import Path
 
 from .export import export_pipeline, fit_preview
 from .hardware import autocast_for, pick_device, seed_everything
+from .schedule import check_schedule, loss_weights, make_noise_scheduler, target
 
 #: Name of the model folder a training run exports into, in the user's models folder by default.
 EXPORT_NAME = "darkroom-emoji-trained"
@@ -155,30 +156,6 @@ def make_unet(cfg: TrainConfig):
         cross_attention_dim=cfg.text_width, attention_head_dim=cfg.attention_heads,
         norm_num_groups=32,
     )
-
-
-def schedule_config(cfg: TrainConfig) -> dict:
-    """The noise schedule training uses, as diffusers scheduler settings; the export writes the same ones."""
-    return {"num_train_timesteps": 1000, "beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear",
-            "prediction_type": cfg.prediction_type, "rescale_betas_zero_snr": cfg.zero_terminal_snr,
-            "clip_sample": False, "steps_offset": 1}
-
-
-def check_schedule(cfg: TrainConfig) -> None:
-    """Refuse settings the trainer cannot learn from, before any time is spent. Raises DarkroomError."""
-    from ..errors import DarkroomError
-
-    if cfg.prediction_type not in ("epsilon", "v_prediction"):
-        raise DarkroomError(f"--prediction-type must be epsilon or v_prediction, not {cfg.prediction_type!r}.")
-    if cfg.zero_terminal_snr and cfg.prediction_type == "epsilon":
-        raise DarkroomError("--zero-terminal-snr needs --prediction-type v_prediction: at zero signal the noise "
-                            "is the whole input, so predicting it teaches the model nothing.")
-
-
-def make_noise_scheduler(cfg: TrainConfig):
-    from diffusers import DDPMScheduler
-
-    return DDPMScheduler(**schedule_config(cfg))
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -385,14 +362,7 @@ def train_unet(cfg: TrainConfig, lat_mean, lat_std, scale, captions, tokenizer, 
     ema = EMA(params, cfg.ema_decay)
     sched = make_noise_scheduler(cfg)
     abar = sched.alphas_cumprod.to(device)
-    v_pred = cfg.prediction_type == "v_prediction"
-    snr = abar / (1 - abar)
-    # Min-SNR-γ for the v objective is min(SNR, γ)/(SNR + 1): the same weight on x_0's error as for ε
-    # (Hang et al. 2023, eq. 10), and finite at SNR = 0.
-    if cfg.min_snr_gamma <= 0:
-        snr_weight = torch.ones_like(snr)
-    else:
-        snr_weight = snr.clamp(max=cfg.min_snr_gamma) / (snr + 1 if v_pred else snr)
+    snr_weight = loss_weights(cfg, abar)
     step = 0
     gen = torch.Generator().manual_seed(cfg.seed + 2)
     if ckpt_path.exists():
@@ -443,8 +413,7 @@ def train_unet(cfg: TrainConfig, lat_mean, lat_std, scale, captions, tokenizer, 
             with amp():
                 cond = te(tok)[0]
                 pred = unet(xt, t, encoder_hidden_states=cond).sample
-            target = a.sqrt() * eps - (1 - a).sqrt() * x0 if v_pred else eps
-            per_sample = F.mse_loss(pred.float(), target, reduction="none").mean(dim=(1, 2, 3))
+            per_sample = F.mse_loss(pred.float(), target(cfg, a, x0, eps), reduction="none").mean(dim=(1, 2, 3))
             loss = (per_sample * snr_weight[t]).mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
