@@ -26,7 +26,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=3)
     parser.add_argument("--steps", type=int, default=25)
     parser.add_argument("--cfg", type=float, default=5.0)
-    parser.add_argument("--scheduler", default="DDIM")
+    parser.add_argument("--sampler", default="DDIM")
     parser.add_argument("--model", default="")
     parser.add_argument("--show", default="1,3,5,8,12,17,25", help="steps to show")
     parser.add_argument("--cell", type=int, default=128)
@@ -49,10 +49,13 @@ def main() -> None:
 
     engine = Engine(on_event, EngineOptions(device="cpu", preview=PreviewOptions(mode="x0", interval_s=0.0)))
     request = build_request(prompt=args.prompt, seed=args.seed, steps=args.steps, cfg=args.cfg, width=64, height=64,
-                            scheduler=args.scheduler, model=args.model).request
+                            sampler=args.sampler, model=args.model).request
+    engine.start()
     engine.submit(request)
-    done.wait(600)
+    finished = done.wait(600)
     engine.shutdown()
+    if not finished or not final:
+        raise SystemExit("filmstrip: the generation did not finish")
 
     steps = [int(s) for s in args.show.split(",") if int(s) in previews]
     frames = [(f"step {s}", previews[s]) for s in steps] + [("final (VAE)", final[0])]
