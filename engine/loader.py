@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -226,9 +227,17 @@ def quiet_libraries() -> None:
     transformers.utils.logging.disable_progress_bar()
 
 
+def no_hub_kernels() -> None:
+    """transformers swaps some layers for compiled "Hub kernels" by default, fetching their code from the Hub when
+    a model is loaded. Darkroom loads local files only and never runs downloaded code, and its bundle leaves the
+    ``kernels`` package out, so they are switched off (read by transformers at each ``from_pretrained``)."""
+    os.environ["USE_HUB_KERNELS"] = "NO"
+
+
 def load_model(entry: ModelEntry, device: DeviceChoice, config_dir: Path | None = None) -> LoadedModel:
     """Load ``entry`` onto ``device`` in its dtype. ``config_dir`` supplies a single file's family config."""
     quiet_libraries()
+    no_hub_kernels()
     if not entry.path.exists():
         raise ModelNotFoundError(f"The model {entry.name!r} is no longer at {entry.path}.", str(entry.path))
     try:

@@ -6,10 +6,10 @@
 
 Steps: (1) run Darkroom's self-test in this Python and record every module it imports (diffusers and
 transformers import most of their code by name, which PyInstaller cannot see); (2) PyInstaller with
-``packaging/darkroom.spec``; (3) strip torch's big libraries of their symbol tables (Linux); (4) copy the Linux
-desktop files into the bundle; (5) run ``Darkroom --self-test`` from the bundle with no Python on PATH; (6) pack
-``dist/Darkroom-<version>-<system>-<machine>.tar.gz`` (``.zip`` on Windows and macOS). It prints the bundle's
-size and writes everything it measured to ``dist/build-report.json``.
+``packaging/darkroom.spec``; (3) strip torch's big libraries and the interpreter's own of their symbol tables
+(Linux); (4) copy the Linux desktop files into the bundle; (5) run ``Darkroom --self-test`` from the bundle with
+no Python on PATH; (6) pack ``dist/Darkroom-<version>-<system>-<machine>.tar.gz`` (``.zip`` on Windows and
+macOS). It prints the bundle's size and writes everything it measured to ``dist/build-report.json``.
 
 Run with a Python that has Darkroom's libraries and PyInstaller (``pip install -e '.[bundle]'``); run with any
 other Python it sets up ``.venv`` with the ``bundle`` extra first, like ``packaging/bootstrap.py``, and runs
@@ -35,10 +35,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = ROOT / "packaging" / "darkroom.spec"
 LINUX_FILES = ("install.sh", "uninstall.sh", "darkroom.desktop")
-#: torch's libraries that ship with their full symbol tables (about 90 MB of libtorch_cpu.so alone). Only these
-#: are stripped: stripping libraries that auditwheel patched (numpy's, Pillow's) can break them.
+#: Libraries that may ship with their full symbol tables: torch's (about 90 MB of libtorch_cpu.so alone) and the
+#: interpreter's own (a Python built from source, e.g. by pyenv, keeps its debug information: 18 MB of
+#: libpython). Only these are stripped: stripping libraries that auditwheel patched (numpy's, Pillow's) can
+#: break them.
 STRIP = ("torch/lib/libtorch_cpu.so", "torch/lib/libtorch_python.so", "torch/lib/libtorch_cuda.so",
-         "torch/lib/libtorch.so", "torch/lib/libc10.so")
+         "torch/lib/libtorch.so", "torch/lib/libc10.so", "libpython3*.so*", "python3*/lib-dynload/*.so")
 #: Run in the building Python: the self-test, the window's modules and the command line's parser, then the list
 #: of every module that was imported (one per line) and the torch build.
 TRACE = """
@@ -107,15 +109,13 @@ def trace(work: Path) -> tuple[Path, dict]:
     return modules, result
 
 
-def strip_torch(bundle: Path) -> int:
-    """Strip the symbol tables of torch's big libraries; returns the bytes saved."""
+def strip_libraries(bundle: Path) -> int:
+    """Strip the symbol tables of the libraries ``STRIP`` names; returns the bytes saved."""
     strip = shutil.which("strip")
     if strip is None or not sys.platform.startswith("linux"):
         return 0
     saved = 0
-    internal = bundle / "_internal"
-    for rel in STRIP:
-        lib = internal / rel
+    for lib in sorted({p for pattern in STRIP for p in (bundle / "_internal").glob(pattern)}):
         if lib.is_file() and not lib.is_symlink():
             before = lib.stat().st_size
             subprocess.run([strip, "--strip-unneeded", str(lib)], check=True)
@@ -198,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
         return proc.returncode
     report["pyinstaller_s"] = round(time.monotonic() - t1, 1)
     bundle = dist / "Darkroom"
-    report["stripped_bytes"] = strip_torch(bundle)
+    report["stripped_bytes"] = strip_libraries(bundle)
     if sys.platform.startswith("linux"):
         for name in LINUX_FILES:
             shutil.copy2(ROOT / "packaging" / "linux" / name, bundle / name)

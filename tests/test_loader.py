@@ -37,6 +37,13 @@ def test_folder_loads_with_family_hash_and_default_preview(tiny_model_dir, cpu):
     assert str(model.family.denoiser.dtype) == "torch.float32"
 
 
+def test_models_load_without_hub_kernels(tiny_model_dir, cpu, monkeypatch):
+    """transformers would otherwise swap layers for code fetched from the Hub (and the bundle has no kernels)."""
+    monkeypatch.setenv("USE_HUB_KERNELS", "YES")
+    model = load_model(resolve(str(tiny_model_dir)), cpu)
+    assert model.family.text_encoder.use_kernels is False
+
+
 def test_single_file_checkpoint_gives_same_pixels_as_its_folder(tiny_model_dir, cpu, tmp_path):
     single = export_single_file(tiny_model_dir, tmp_path / "tiny.safetensors")
     from_folder = load_model(resolve(str(tiny_model_dir)), cpu)
