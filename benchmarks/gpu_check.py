@@ -261,12 +261,12 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     import transformers
 
-    from engine.loader import quiet_libraries
+    from engine.loader import prepare_libraries
 
     if not torch.cuda.is_available():
         print("gpu_check: no CUDA GPU is available here", file=sys.stderr)
         return 1
-    quiet_libraries()
+    prepare_libraries()
     if args.check == "samplers":
         report = check_samplers(args.steps)
     else:

@@ -177,12 +177,12 @@ def build_random_model(arch: Arch, folder: Path, device: str = "cpu", dtype_name
     import diffusers
     import torch
 
-    from engine.loader import quiet_libraries
+    from engine.loader import prepare_libraries
 
     folder = Path(folder)
     if (folder / "model_index.json").is_file():
         return folder
-    quiet_libraries()
+    prepare_libraries()
     parts = build_components(arch, device, getattr(torch, dtype_name))
     tokenizer, _ = _byte_tokenizer(folder.parent / f".{folder.name}-tokenizer")
     scheduler = getattr(diffusers, arch.scheduler)(**(arch.scheduler_config or {}))
@@ -268,9 +268,9 @@ class Stock:
         from engine import families, samplers
         from engine.devices import DeviceChoice
         from engine.families.components import load_pipeline
-        from engine.loader import quiet_libraries
+        from engine.loader import prepare_libraries
 
-        quiet_libraries()
+        prepare_libraries()
         index = json.loads((folder / "model_index.json").read_text(encoding="utf-8"))
         family = families.for_pipeline(index["_class_name"])
         if family is None:

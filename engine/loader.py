@@ -216,8 +216,15 @@ def _load_single_file(entry: ModelEntry, device: DeviceChoice, config_dir: Path 
     return family.load_single_file(entry.path, config, device)
 
 
-def quiet_libraries() -> None:
-    """diffusers and transformers print progress bars and advice while loading; Darkroom reports its own."""
+def prepare_libraries() -> None:
+    """Set diffusers and transformers up the way Darkroom loads models; every loader calls this first.
+
+    - Quiet: they print progress bars and advice while loading; Darkroom reports its own.
+    - No Hub kernels: transformers swaps some layers for compiled "Hub kernels" by default, fetching their code
+      from the Hub when a model is loaded. Darkroom loads local files only and never runs downloaded code, and
+      its bundle leaves the ``kernels`` package out (transformers reads the switch at each ``from_pretrained``).
+    """
+    os.environ["USE_HUB_KERNELS"] = "NO"
     import diffusers
     import transformers
 
@@ -227,17 +234,9 @@ def quiet_libraries() -> None:
     transformers.utils.logging.disable_progress_bar()
 
 
-def no_hub_kernels() -> None:
-    """transformers swaps some layers for compiled "Hub kernels" by default, fetching their code from the Hub when
-    a model is loaded. Darkroom loads local files only and never runs downloaded code, and its bundle leaves the
-    ``kernels`` package out, so they are switched off (read by transformers at each ``from_pretrained``)."""
-    os.environ["USE_HUB_KERNELS"] = "NO"
-
-
 def load_model(entry: ModelEntry, device: DeviceChoice, config_dir: Path | None = None) -> LoadedModel:
     """Load ``entry`` onto ``device`` in its dtype. ``config_dir`` supplies a single file's family config."""
-    quiet_libraries()
-    no_hub_kernels()
+    prepare_libraries()
     if not entry.path.exists():
         raise ModelNotFoundError(f"The model {entry.name!r} is no longer at {entry.path}.", str(entry.path))
     try:

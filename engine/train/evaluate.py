@@ -43,9 +43,12 @@ def load_pipeline(model: str | Path, threads: int = 2):
     import torch
     from diffusers import DDIMScheduler, StableDiffusionPipeline
 
+    from ..loader import prepare_libraries
+
+    prepare_libraries()
     if threads:
         torch.set_num_threads(threads)
-    pipe = StableDiffusionPipeline.from_pretrained(str(model), torch_dtype=torch.float32,
+    pipe = StableDiffusionPipeline.from_pretrained(str(model), torch_dtype=torch.float32, local_files_only=True,
                                                    safety_checker=None, feature_extractor=None)
     pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
     pipe.set_progress_bar_config(disable=True)
