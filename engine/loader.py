@@ -256,6 +256,7 @@ def load_model(entry: ModelEntry, device: DeviceChoice, config_dir: Path | None 
         family=family,
         entry=entry,
         model_hash=model_hash(entry),
-        preview=preview_for(entry.path if entry.path.is_dir() else None, family.latent_format),
+        preview=preview_for(entry.path if entry.path.is_dir() else None, family.latent_format,
+                            decoder=lambda latents: family.decode(latents)[0]),
         device=device,
     )

@@ -3,7 +3,10 @@ and the two pipes that hand them to the runtime.
 
 Factors apply to the latent the network sees (model space: shifted and scaled) and give RGB in [-1, 1]. Each
 family's latent format carries known factors; a model can ship its own fitted factors as ``preview.json``
-(``{"factors": [[r, g, b] per latent channel], "bias": [r, g, b]}``).
+(``{"factors": [[r, g, b] per latent channel], "bias": [r, g, b]}``). A model whose VAE costs little next to a
+denoising step (the bundled 64-pixel model) adds ``"decode": true``: its previews on the standard path are then
+full VAE decodes, exact and at the image's size, where a linear map gives a blurred, off-colour approximation at
+the latent's size. The GPU fast path and the lab's replays keep the linear map.
 
 :class:`HostPreviews` converts each preview at its step (the standard path); :class:`DevicePreviews` (the GPU
 fast path) converts on the GPU and copies to pinned memory on a side stream, handing each preview over one step
@@ -15,9 +18,9 @@ from __future__ import annotations
 import json
 import logging
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -26,13 +29,25 @@ from .families.base import LatentFormat
 log = logging.getLogger(__name__)
 
 
+#: Model-space latents (B×C×h×w) → the first image as a read-only uint8 H×W×3 array: the model's own VAE.
+Decoder = Callable[[Any], np.ndarray]
+
+
 @dataclass(frozen=True)
 class LatentPreview:
     factors: tuple[tuple[float, ...], ...]  # latent channels × 3
     bias: tuple[float, float, float]
+    decoder: Decoder | None = field(default=None, compare=False)  # set when the model asks for decoded previews
 
     def to_rgb(self, latent) -> np.ndarray:
-        """First image of a latent batch (torch tensor B×C×h×w, any device) → read-only uint8 h×w×3 array."""
+        """First image of a latent batch (torch tensor B×C×h×w, any device) → read-only uint8 array: the decoded
+        image (H×W×3) when the model has a decoder, else the linear map's (h×w×3)."""
+        if self.decoder is not None:
+            return self.decoder(latent[:1])
+        return self.linear_rgb(latent)
+
+    def linear_rgb(self, latent) -> np.ndarray:
+        """The linear map's preview (h×w×3) of the first image of a latent batch."""
         import torch
 
         x = latent[0].float()
@@ -57,8 +72,9 @@ def _valid(factors, bias) -> bool:
     )
 
 
-def preview_for(model_folder: Path | None, fmt: LatentFormat) -> LatentPreview:
-    """The model's own fitted factors when it ships a valid preview.json, else its family's latent format's."""
+def preview_for(model_folder: Path | None, fmt: LatentFormat, decoder: Decoder | None = None) -> LatentPreview:
+    """The model's own fitted factors when it ships a valid preview.json, else its family's latent format's.
+    ``decoder`` is used only when that preview.json asks for decoded previews (``"decode": true``)."""
     if model_folder is not None:
         path = model_folder / "preview.json"
         if path.is_file():
@@ -66,7 +82,8 @@ def preview_for(model_folder: Path | None, fmt: LatentFormat) -> LatentPreview:
                 data = json.loads(path.read_text(encoding="utf-8"))
                 if isinstance(data, dict) and _valid(data.get("factors"), data.get("bias", [0, 0, 0])):
                     bias = data.get("bias", [0.0, 0.0, 0.0])
-                    return LatentPreview(tuple(tuple(map(float, r)) for r in data["factors"]), tuple(map(float, bias)))
+                    return LatentPreview(tuple(tuple(map(float, r)) for r in data["factors"]), tuple(map(float, bias)),
+                                         decoder if data.get("decode") is True else None)
                 log.warning("ignoring malformed %s", path)
             except (OSError, ValueError):
                 log.warning("could not read %s", path)
@@ -154,7 +171,7 @@ class DevicePreviews:
         self._first = True
 
     def _rgb(self, latent):
-        """Exactly :meth:`LatentPreview.to_rgb`'s arithmetic, left on the device (factors uploaded once)."""
+        """Exactly :meth:`LatentPreview.linear_rgb`'s arithmetic, left on the device (factors uploaded once)."""
         torch = self._torch
         x = latent[0].float()
         key = (x.shape[0], str(x.device))

@@ -220,6 +220,35 @@ def test_model_ships_its_own_preview_factors(tmp_path, cpu, tiny_model_dir):
     assert load_model(resolve(str(own)), cpu).preview.factors[0] == (0.3512, 0.2297, 0.3227)
 
 
+def test_a_model_can_ask_for_decoded_previews(tmp_path, cpu, tiny_model_dir):
+    """``"decode": true`` makes previews the VAE's decode at the image's size; anything else keeps the linear map."""
+    import torch
+
+    own = tmp_path / "own"
+    shutil.copytree(tiny_model_dir, own)
+    factors = [[0.1, 0.2, 0.3], [0.4, 0.5, 0.6], [0.7, 0.8, 0.9], [1.0, 1.1, 1.2]]
+    latents = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    for flag, expected_size in ((True, 8 * 8), ("yes", 8), (None, 8)):
+        data = {"factors": factors, "bias": [0, 0, 0]} | ({} if flag is None else {"decode": flag})
+        (own / "preview.json").write_text(json.dumps(data))
+        model = load_model(resolve(str(own)), cpu)
+        rgb = model.preview.to_rgb(latents)
+        assert rgb.shape == (expected_size, expected_size, 3) and rgb.dtype == np.uint8, flag
+        if flag is True:
+            decoded, _ = model.family.decode(latents[:1])
+            assert np.array_equal(rgb, decoded)
+        else:
+            assert np.array_equal(rgb, model.preview.linear_rgb(latents))
+
+
+def test_the_bundled_model_previews_the_decoded_picture(cpu):
+    import torch
+
+    model = load_model(resolve(models.DEFAULT_BUNDLED), cpu)
+    latents = torch.randn(1, 4, 16, 16, generator=torch.Generator().manual_seed(0))
+    assert model.preview.to_rgb(latents).shape == (64, 64, 3)
+
+
 def test_resolve_default_names_and_hub_hint(tmp_path, monkeypatch, tiny_model_dir):
     monkeypatch.setattr(paths, "BUNDLED_MODELS", tmp_path / "no-bundled")
     with pytest.raises(ModelNotFoundError) as info:

@@ -70,7 +70,7 @@ def test_train_export_load_and_resume(tiny_cfg, tmp_path):
     assert (out / "tokenizer" / "vocab.json").is_file() and (out / "tokenizer" / "merges.txt").is_file()
     preview = json.loads((out / "preview.json").read_text())
     assert len(preview["factors"]) == 4 and all(len(r) == 3 for r in preview["factors"])
-    assert len(preview["bias"]) == 3
+    assert len(preview["bias"]) == 3 and preview["decode"] is True
     from engine import models
     assert models.recommended(str(out)) == {"sampler": "DDIM", "steps": 25, "cfg": 5.0}
 
