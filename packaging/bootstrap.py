@@ -2,7 +2,7 @@
 """Set up Darkroom in ./.venv and start it — the one command a fresh clone needs.
 
     python3 packaging/bootstrap.py          # set up (first time only) and open the app
-    python3 packaging/bootstrap.py test     # set up with the test and training tools, run the whole test suite
+    python3 packaging/bootstrap.py test     # set up with the test, training and bundling tools, run the test suite
     python3 packaging/bootstrap.py test -k engine   # extra arguments go to pytest
     python3 packaging/bootstrap.py shortcut # Linux: add Darkroom to the desktop's application menu
 
@@ -26,9 +26,10 @@ ROOT = Path(__file__).resolve().parent.parent
 VENV = ROOT / ".venv"
 TORCH = "torch==2.13.0"
 EMOJI_FONT = "/usr/share/fonts/truetype/noto/NotoColorEmoji.ttf"
-#: Extras each command installs: the app needs none; the tests also cover the optional training part.
+#: Extras each command installs: the app needs none; the tests also cover the optional training part and the
+#: bundle build (PyInstaller), which the slow end-to-end check uses.
 APP_EXTRAS: tuple[str, ...] = ()
-TEST_EXTRAS = ("test", "train")
+TEST_EXTRAS = ("test", "train", "bundle")
 # Libraries Qt's xcb platform plugin needs on Linux that minimal desktops and servers often lack.
 QT_LINUX_LIBS = {
     "libxcb-cursor.so.0": "libxcb-cursor0",
