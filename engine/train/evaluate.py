@@ -119,7 +119,7 @@ def plot_losses(run_dir: str | Path, out_png: str | Path, smooth: int = 0):
 
     run_dir = Path(run_dir)
     panels = [("autoencoder: reconstruction loss", run_dir / "loss_vae.csv"),
-              ("U-Net + text encoder: L_simple", run_dir / "loss_unet.csv")]
+              ("U-Net + text encoder: training loss", run_dir / "loss_unet.csv")]
     W, H, M = 420, 260, 40
     img = Image.new("RGB", (W * len(panels), H), "white")
     d = ImageDraw.Draw(img)
