@@ -312,10 +312,11 @@ class Stock:
 class EngineRunner:
     """Darkroom's engine as the app drives it, one job at a time, with every event timed as it arrives."""
 
-    def __init__(self, folder: Path, device: str, fast_path: bool):
+    def __init__(self, folder: Path, device: str, fast_path: bool, preview_interval: float = 0.0):
         from engine.engine import Engine, EngineOptions, PreviewOptions
 
         self.device = device
+        self.preview_interval = preview_interval
         self.folder = folder
         self._lock = threading.Lock()
         self._job: dict | None = None
@@ -323,7 +324,7 @@ class EngineRunner:
 
         # The same CPU thread count as the stock pipeline on this thread, so both sides get the same cores.
         self.engine = Engine(self._on_event, EngineOptions(device=device, fast_path=fast_path,
-                                                           preview=PreviewOptions(mode="x0", interval_s=0.0),
+                                                           preview=PreviewOptions(mode="x0", interval_s=preview_interval),
                                                            cpu_threads=torch.get_num_threads()))
         self.engine.start()
 
@@ -356,7 +357,7 @@ class EngineRunner:
         width, height = size
         request = build_request(prompt=PROMPT, negative_prompt=NEGATIVE, seed=seed, steps=steps, cfg=cfg,
                                 width=width, height=height, sampler=sampler, model=str(self.folder)).request
-        self.engine.set_preview(PreviewOptions(mode="x0" if preview else "off", interval_s=0.0))
+        self.engine.set_preview(PreviewOptions(mode="x0" if preview else "off", interval_s=self.preview_interval))
         job = {"id": None, "timer": StepTimer(self.device), "previews": 0, "done": threading.Event()}
         with self._lock:
             self._job = job
@@ -411,7 +412,7 @@ def _summarise(samples: list[dict], key: str) -> float | None:
 # ------------------------------------------------------------------------------------------------ one case
 def run_case(name: str, folder: Path, device: str, dtype_name: str, size: tuple[int, int], steps: int, cfg: float,
              sampler: str, runs: int, fast_path: bool = True, relaunch: bool = True, notes: list[str] | None = None,
-             targets: dict | None = None, model_label: str | None = None) -> dict:
+             targets: dict | None = None, model_label: str | None = None, preview_interval: float = 0.0) -> dict:
     """Stock pipeline vs the engine for one model and size; returns the case's JSON."""
     import gc
 
@@ -438,7 +439,7 @@ def run_case(name: str, folder: Path, device: str, dtype_name: str, size: tuple[
 
     # 2. The engine: first generation (eager; the compile starts in the background), the compile, warm runs.
     _peak_reset(device)
-    engine = EngineRunner(folder, device, fast_path)
+    engine = EngineRunner(folder, device, fast_path, preview_interval)
     try:
         first = engine.run(size, steps, cfg, sampler)
         compile_info: dict[str, Any] = {"cold_s": None, "capture_s": None, "state": "not used on this device"}
@@ -599,6 +600,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cfg", type=float, default=7.5)
     p.add_argument("--sampler", default="Euler", help="sampler for both sides (default Euler)")
     p.add_argument("--no-fast-path", action="store_true", help="run the engine with EngineOptions.fast_path off")
+    p.add_argument("--preview-interval", type=float, default=0.0, metavar="S",
+                   help="the engine's preview throttle (default 0: a preview at every step; the app uses 0.05)")
     p.add_argument("--no-relaunch", action="store_true", help="skip the fresh-process relaunch measurement")
     p.add_argument("--quick", action="store_true", help="CI-sized: tiny random model, few steps")
     p.add_argument("--compile-cache", type=Path, default=None, metavar="DIR",
@@ -719,7 +722,8 @@ def run(args) -> int:
         print(f"measuring {label} at {size[0]}x{size[1]}, {steps} steps…", file=sys.stderr, flush=True)
         case = run_case(label, folder, device, dtype_name, size, steps, args.cfg, args.sampler, runs,
                         fast_path=not args.no_fast_path, relaunch=not args.no_relaunch, notes=notes,
-                        targets={} if args.quick else None, model_label=description)
+                        targets={} if args.quick else None, model_label=description,
+                        preview_interval=args.preview_interval)
         cases.append(case)
 
     if not gpu:
@@ -736,7 +740,9 @@ def run(args) -> int:
         "platform": platform.platform(),
         "quick": bool(args.quick),
         "settings": {"steps": steps, "cfg": args.cfg, "sampler": args.sampler, "runs": runs, "batch": 1,
-                     "preview": "x0 at every step (engine); none (stock)", "fast_path": not args.no_fast_path,
+                     "preview": ("x0 at every step (engine); none (stock)" if args.preview_interval <= 0 else
+                                 f"x0 at most every {args.preview_interval} s, as the app (engine); none (stock)"),
+                     "fast_path": not args.no_fast_path,
                      "compile_cache": "given" if args.compile_cache else "fresh (cold first compile)"},
         "cases": cases,
         "notes": notes,

@@ -33,7 +33,9 @@ PreviewMode = Literal["x0", "xt", "off"]
 @dataclass(frozen=True)
 class PreviewOptions:
     """How live previews are made. ``interval_s`` throttles by wall clock: a preview is sent at most this often
-    (20 per second by default), and at every step when steps are slower than that."""
+    (20 per second by default), and at every step when steps are slower than that; 0 sends one at every step.
+    With an interval, a preview that costs much (a model's decoded previews) is also spaced out so that previews
+    take at most a fifth of the generation's time (``engine.runtime.PREVIEW_SHARE``)."""
 
     mode: PreviewMode = "x0"
     interval_s: float = 0.05

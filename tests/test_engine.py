@@ -232,3 +232,16 @@ def test_a_model_that_cannot_preload_fails_only_its_generation(engine, rec, tiny
     job = engine.submit(request_for(tiny_model_dir, steps=2))
     rec.wait_for(job)
     assert rec.of(job, ImageReady) and not [e for e in rec.events if isinstance(e, Failed)]
+
+
+def test_costly_previews_are_spaced_out_to_a_fifth_of_the_time():
+    from engine.runtime import PREVIEW_SHARE, _JobClock
+
+    clock = _JobClock()
+    assert clock.preview_due(5.0, 0.05)  # a job's first preview always shows
+    clock.last_preview, clock.preview_cost = 0.0, 0.02  # a 20 ms decode
+    assert not clock.preview_due(0.06, 0.05)  # past the interval, but previews would take a third of the time
+    assert clock.preview_due(0.02 / PREVIEW_SHARE + 0.01, 0.05)
+    assert clock.preview_due(0.001, 0.0)  # interval 0 asks for every step, whatever it costs
+    clock.preview_cost = 0.0002  # a linear map: only the interval counts
+    assert clock.preview_due(0.05, 0.05) and not clock.preview_due(0.04, 0.05)
