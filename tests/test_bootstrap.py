@@ -71,11 +71,11 @@ def test_a_changed_pyproject_reinstalls_once(boot, monkeypatch):
     assert len(boot.installed) == 1 and len(boot.launched) == 2
 
 
-def test_the_test_command_installs_the_test_and_train_extras(boot, monkeypatch):
+def test_the_test_command_installs_the_test_train_and_bundle_extras(boot, monkeypatch):
     monkeypatch.setattr(boot, "EMOJI_FONT", __file__)  # present: nothing to apt-get
     monkeypatch.chdir(boot.ROOT)
     boot.main(["test", "-q"])
-    assert boot.installed == [("-e", f"{boot.ROOT}[test,train]")]
+    assert boot.installed == [("-e", f"{boot.ROOT}[test,train,bundle]")]
     python = str(boot.VENV / "bin" / "python")
     (path, argv, env), = boot.launched
     assert argv == [python, "-m", "pytest", "-q"] and env["QT_QPA_PLATFORM"] == "offscreen"
@@ -85,6 +85,7 @@ def test_the_test_command_installs_the_test_and_train_extras(boot, monkeypatch):
 def test_ci_runs_the_test_command():
     script = (ROOT / ".ci" / "run").read_text()
     assert "python3 packaging/bootstrap.py test" in script
+    assert "-m slow tests/test_bundle.py" in script  # the bundle's end-to-end check
 
 
 def test_pyproject_keeps_training_out_of_the_core_dependencies():
