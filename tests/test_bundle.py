@@ -1,4 +1,4 @@
-"""The double-click bundle, end to end (slow: about ten minutes on two cores; run with ``pytest -m slow
+"""The double-click bundle, end to end (slow: four to seven minutes on two cores; run with ``pytest -m slow
 tests/test_bundle.py`` or ``DARKROOM_SLOW_TESTS=1``).
 
 From a clean ``git clone`` of this repository (its committed state) into a temporary folder:
