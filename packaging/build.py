@@ -6,8 +6,8 @@
 
 Steps: (1) run Darkroom's self-test in this Python and record every module it imports (diffusers and
 transformers import most of their code by name, which PyInstaller cannot see); (2) PyInstaller with
-``packaging/darkroom.spec``; (3) strip torch's big libraries and the interpreter's own of their symbol tables
-(Linux); (4) copy the Linux desktop files into the bundle; (5) run ``Darkroom --self-test`` from the bundle with
+``packaging/darkroom.spec``; (3) strip torch's big libraries, the interpreter's own and others of their symbol
+tables, and trim Qt's ICU data to root and English (Linux, :mod:`icu_data`); (4) copy the Linux desktop files into the bundle; (5) run ``Darkroom --self-test`` from the bundle with
 no Python on PATH; (6) pack ``dist/Darkroom-<version>-<system>-<machine>.tar.gz`` (``.zip`` on Windows and
 macOS). It prints the bundle's size and writes everything it measured to ``dist/build-report.json``.
 
@@ -33,12 +33,16 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "packaging"))
+import icu_data  # noqa: E402  (next to this file; needs nothing but the standard library)
+
 SPEC = ROOT / "packaging" / "darkroom.spec"
 LINUX_FILES = ("install.sh", "uninstall.sh", "darkroom.desktop")
-#: Libraries that may ship with their full symbol tables: torch's (about 90 MB of libtorch_cpu.so alone) and the
+#: Libraries that ship with their full symbol tables: torch's (about 90 MB of libtorch_cpu.so alone) and the
 #: interpreter's own (a Python built from source, e.g. by pyenv, keeps its debug information: 18 MB of
-#: libpython). Only these are stripped: stripping libraries that auditwheel patched (numpy's, Pillow's) can
-#: break them.
+#: libpython). Besides these, every library with a symbol table and no run-time search path is stripped
+#: (tokenizers', regex's and PyYAML's carry 8 MB of debug information): a search path means a repair tool
+#: (auditwheel, patchelf) rewrote the file, and stripping such a file can break it (numpy's, Pillow's).
 STRIP = ("torch/lib/libtorch_cpu.so", "torch/lib/libtorch_python.so", "torch/lib/libtorch_cuda.so",
          "torch/lib/libtorch.so", "torch/lib/libc10.so", "libpython3*.so*", "python3*/lib-dynload/*.so")
 #: Run in the building Python: the self-test, the window's modules and the command line's parser, then the list
@@ -109,13 +113,25 @@ def trace(work: Path) -> tuple[Path, dict]:
     return modules, result
 
 
+def _untouched_with_symbols(lib: Path, readelf: str) -> bool:
+    """Whether ``lib`` has a symbol table and no run-time search path (see ``STRIP``)."""
+    sections = subprocess.run([readelf, "-SW", str(lib)], capture_output=True, text=True).stdout
+    dynamic = subprocess.run([readelf, "-dW", str(lib)], capture_output=True, text=True).stdout
+    return ".symtab" in sections and "RPATH" not in dynamic and "RUNPATH" not in dynamic
+
+
 def strip_libraries(bundle: Path) -> int:
-    """Strip the symbol tables of the libraries ``STRIP`` names; returns the bytes saved."""
-    strip = shutil.which("strip")
-    if strip is None or not sys.platform.startswith("linux"):
+    """Strip the symbol tables of the libraries ``STRIP`` names and of the ones no repair tool rewrote; returns
+    the bytes saved."""
+    strip, readelf = shutil.which("strip"), shutil.which("readelf")
+    if strip is None or readelf is None or not sys.platform.startswith("linux"):
         return 0
+    internal = bundle / "_internal"
+    named = {p for pattern in STRIP for p in internal.glob(pattern)}
+    others = {p for p in internal.rglob("*.so*") if p.is_file() and not p.is_symlink() and p not in named
+              and _untouched_with_symbols(p, readelf)}
     saved = 0
-    for lib in sorted({p for pattern in STRIP for p in (bundle / "_internal").glob(pattern)}):
+    for lib in sorted(named | others):
         if lib.is_file() and not lib.is_symlink():
             before = lib.stat().st_size
             subprocess.run([strip, "--strip-unneeded", str(lib)], check=True)
@@ -199,6 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     report["pyinstaller_s"] = round(time.monotonic() - t1, 1)
     bundle = dist / "Darkroom"
     report["stripped_bytes"] = strip_libraries(bundle)
+    report["icu_trimmed_bytes"] = icu_data.trim(bundle, say)
     if sys.platform.startswith("linux"):
         for name in LINUX_FILES:
             shutil.copy2(ROOT / "packaging" / "linux" / name, bundle / name)

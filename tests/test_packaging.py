@@ -216,3 +216,79 @@ def test_the_spec_leaves_out_the_trainer_tests_and_unused_qt(monkeypatch):
     text = (ROOT / "packaging" / "darkroom.spec").read_text()
     for name in ('"engine.train"', '"tests"', '"benchmarks"', "QtNetwork", "QtQml", "BUNDLE(", "icon="):
         assert name in text
+
+
+# -- trimming Qt's ICU data -----------------------------------------------------------------------------------
+def _icu_data():
+    spec = importlib.util.spec_from_file_location("darkroom_icu_data", ROOT / "packaging" / "icu_data.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("item, kept", [
+    ("root.res", True), ("en.res", True), ("en_GB.res", True), ("pool.res", True), ("res_index.res", True),
+    ("de.res", False), ("sr_Latn_BA.res", False), ("zh_Hant.res", False),
+    ("supplementalData.res", True), ("zoneinfo64.res", True), ("metaZones.res", True), ("likelySubtags.res", True),
+    ("cnvalias.icu", True), ("nfkc.nrm", True), ("uemoji.icu", True),
+    ("ibm-943_P15A-2003.cnv", False), ("confusables.cfu", False),
+    ("coll/root.res", True), ("coll/ucadata.icu", True), ("coll/en_US_POSIX.res", True), ("coll/de.res", False),
+    ("coll/de_.res", False), ("zone/en.res", True), ("zone/pool.res", True), ("zone/fr.res", False),
+    ("curr/en.res", False), ("lang/root.res", False), ("brkitr/cjdict.dict", False), ("translit/root.res", False),
+])
+def test_icu_trimming_keeps_root_english_and_shared_tables(item, kept):
+    assert _icu_data().keep(item) is kept
+
+
+QT_ICU_CHECK = """
+from PySide6.QtCore import QCollator, QLocale, QStringDecoder, QTimeZone
+maps = open("/proc/self/maps").read()
+assert "{lib}" in maps, "the trimmed library was not the one loaded"
+for name in ("en_US", "de_DE", "ja_JP"):
+    collator = QCollator(QLocale(name))
+    collator.setNumericMode(True)
+    assert sorted(["b10", "a", "B2", "z", "b9"], key=collator.sortKey) == ["a", "B2", "b9", "b10", "z"], name
+assert QLocale("tr_TR").toUpper("i") == "\\u0130"
+zone = QTimeZone(b"Europe/Berlin")
+assert zone.displayName(QTimeZone.StandardTime, QTimeZone.LongName, QLocale("en_US")) == "Central European Standard Time"
+assert QStringDecoder("UTF-16").isValid()
+print("ok")
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the Linux bundle's step")
+def test_trimmed_icu_data_still_serves_what_qt_asks_of_it(tmp_path):
+    icu_data = _icu_data()
+    import PySide6
+
+    original = next(Path(PySide6.__file__).parent.rglob("libicudata.so.*"), None)
+    if original is None:
+        pytest.skip("this PySide6 has no ICU of its own")
+    for tool in ("icupkg", "cc", "nm", "readelf"):
+        if shutil.which(tool) is None:
+            pytest.skip(f"{tool} is not installed (the build keeps the ICU data whole without it)")
+    lib_dir = tmp_path / "bundle" / "_internal" / "PySide6" / "Qt" / "lib"
+    lib_dir.mkdir(parents=True)
+    shutil.copy2(original, lib_dir / original.name)
+    said = []
+    saved = icu_data.trim(tmp_path / "bundle", said.append)
+    trimmed = lib_dir / original.name
+    assert saved > 20 * 2**20 and trimmed.stat().st_size < 8 * 2**20, said
+    # The dynamic linker takes LD_LIBRARY_PATH before Qt's own $ORIGIN search path.
+    env = dict(os.environ, LD_LIBRARY_PATH=str(lib_dir), QT_QPA_PLATFORM="offscreen")
+    proc = subprocess.run([sys.executable, "-c", QT_ICU_CHECK.replace("{lib}", str(trimmed))], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]
+
+
+def test_icu_trimming_is_skipped_with_a_message_without_its_tools(tmp_path, monkeypatch):
+    icu_data = _icu_data()
+    lib_dir = tmp_path / "_internal" / "PySide6" / "Qt" / "lib"
+    lib_dir.mkdir(parents=True)
+    (lib_dir / "libicudata.so.73").write_bytes(b"\0" * 1024)
+    monkeypatch.setattr(icu_data.sys, "platform", "linux")
+    monkeypatch.setattr(icu_data.shutil, "which", lambda name: None if name == "icupkg" else f"/usr/bin/{name}")
+    said = []
+    assert icu_data.trim(tmp_path, said.append) == 0
+    assert "icupkg not found" in said[0]
+    assert (lib_dir / "libicudata.so.73").stat().st_size == 1024
