@@ -11,7 +11,8 @@ prints one JSON object with these figures (milliseconds; median, min and max ove
   the bootstrap (``python3 packaging/bootstrap.py``, with the system's python3), launched alternately, and the
   bootstrap's extra cost (``bootstrap_extra``: the difference within each pair of launches);
 - ``launch_to_first_preview``: a generation with the bundled model submitted as soon as the window shows →
-  its first live preview (and ``launch_to_first_image``, ``launch_to_engine_ready``);
+  its first live preview (and ``launch_to_first_image``; ``launch_to_engine_ready``: torch and diffusers imported;
+  ``launch_to_model_loaded``: the model loaded and the job started);
 - ``ui_gaps``: how late a 5 ms QTimer fires on the UI thread while that generation runs (max and p95 per run);
 - ``close_after_generation`` and ``close_mid_generation``: Ctrl+Q → the process has exited;
 - ``close_at_launch``: Ctrl+Q right after the first paint (the engine still importing torch) → exited.
@@ -212,6 +213,7 @@ def main(argv: list[str] | None = None) -> int:
             if venv_shown and boot_shown else None,
         },
         "launch_to_engine_ready": summary(pick(generate, "engine_ready")),
+        "launch_to_model_loaded": summary(pick(generate, "model_loaded")),
         "launch_to_first_preview": summary(pick(generate, "first_preview")),
         "launch_to_first_image": summary(pick(generate, "first_image")),
         "ui_gaps": {"max": summary(pick(generate, "ui_gaps_max_ms")), "p95": summary(pick(generate, "ui_gaps_p95_ms")),

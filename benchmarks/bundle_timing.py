@@ -11,7 +11,8 @@ gets the environment of a person without Python: ``PATH=/usr/bin:/bin``, no virt
 
 - ``launch``: process start → the window's first paint (``launch_to_window``), then the window closes;
 - ``generate``: "red apple", seed 1, 25 steps with the bundled model submitted at the first paint → the engine
-  ready, the first live preview and the finished image (``launch_to_first_preview`` …).
+  ready (torch and diffusers imported), the model loaded, the first live preview and the finished image
+  (``launch_to_first_preview`` …).
 
 The marks come from the app itself (:mod:`gui.timing_probe`, switched on by ``DARKROOM_TIMING_LOG``), as for
 ``app_timing.py``, whose launcher this uses. Times are ``time.monotonic()``, shared by all processes; the report
@@ -78,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         report[name] = {
             "launch_to_window": summary(pick("launch", "shown")),
             "launch_to_engine_ready": summary(pick("generate", "engine_ready")),
+            "launch_to_model_loaded": summary(pick("generate", "model_loaded")),
             "launch_to_first_preview": summary(pick("generate", "first_preview")),
             "launch_to_first_image": summary(pick("generate", "first_image")),
             "exit_after_close": summary([r["exited"] - r["close_requested"] for r in by_scenario["launch"]

@@ -66,6 +66,9 @@ class SelfTestReport:
     device: str = ""
     dtype: str = ""
     seconds: float = 0.0
+    #: From the start to the first live preview: the engine starts at once, so this is the libraries' import
+    #: and the model's load (nothing waits for a window), the floor of the app's launch → first preview.
+    first_preview_s: float = 0.0
     image_size: tuple[int, int] = (0, 0)
     versions: dict[str, str] = field(default_factory=dict)
 
@@ -75,7 +78,8 @@ class SelfTestReport:
         v = self.versions
         return (f"Darkroom self-test: OK (Darkroom {v.get('Darkroom')}, torch {v.get('torch')}, diffusers "
                 f"{v.get('diffusers')}, Python {v.get('Python')}; device {self.device} {self.dtype}; "
-                f"{self.image_size[0]}x{self.image_size[1]} picture in {self.seconds:.1f} s{_frozen_note()})")
+                f"{self.image_size[0]}x{self.image_size[1]} picture in {self.seconds:.1f} s, first preview after "
+                f"{self.first_preview_s:.1f} s{_frozen_note()})")
 
 
 def _frozen_note() -> str:
@@ -89,7 +93,7 @@ def run(timeout_s: float = TIMEOUT_S, device: str | None = None) -> SelfTestRepo
     with tempfile.TemporaryDirectory(prefix="darkroom-selftest-") as tmp:
         os.environ["DARKROOM_HOME"] = tmp
         try:
-            device_name, dtype, size = _generate_and_check(Path(tmp), timeout_s, device)
+            device_name, dtype, size, first_preview_at = _generate_and_check(Path(tmp), timeout_s, device)
         except SelfTestFailure as exc:
             return SelfTestReport(False, str(exc), versions=versions())
         except Exception as exc:  # noqa: BLE001 - a self-test reports every failure as its verdict
@@ -101,10 +105,12 @@ def run(timeout_s: float = TIMEOUT_S, device: str | None = None) -> SelfTestRepo
             else:
                 os.environ["DARKROOM_HOME"] = previous_home
     return SelfTestReport(True, device=device_name, dtype=dtype, seconds=time.perf_counter() - started,
-                          image_size=size, versions=versions())
+                          first_preview_s=first_preview_at - started, image_size=size, versions=versions())
 
 
-def _generate_and_check(home: Path, timeout_s: float, device: str | None) -> tuple[str, str, tuple[int, int]]:
+def _generate_and_check(home: Path, timeout_s: float, device: str | None) -> tuple[str, str, tuple[int, int], float]:
+    """Generate, check and save one picture; returns its device, dtype, size and when the first preview came
+    (``time.perf_counter()``). Raises SelfTestFailure."""
     import numpy as np
 
     from . import paths
@@ -124,8 +130,11 @@ def _generate_and_check(home: Path, timeout_s: float, device: str | None) -> tup
 
     events: list = []
     done = threading.Event()
+    first_preview_at: list[float] = []
 
     def on_event(event) -> None:
+        if isinstance(event, Preview) and not first_preview_at:
+            first_preview_at.append(time.perf_counter())
         events.append(event)
         if isinstance(event, (Finished, Failed, Cancelled)):
             done.set()
@@ -168,7 +177,7 @@ def _generate_and_check(home: Path, timeout_s: float, device: str | None) -> tup
                                   f"seed {params.fields.get('seed')!r}")
         if gallery.record_for_path(saved.path) is None:
             raise SelfTestFailure("the gallery did not index the saved picture")
-        return ready.device, ready.dtype, (width, height)
+        return ready.device, ready.dtype, (width, height), first_preview_at[0]
     finally:
         engine.shutdown(timeout=10.0)
         gallery.close()

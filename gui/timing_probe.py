@@ -4,7 +4,8 @@ from outside the app). Nothing here runs unless the environment asks for it.
 
 With ``DARKROOM_TIMING_LOG=FILE`` the window appends one JSON line per mark to FILE, each with
 ``time.monotonic()`` (shared by every process of the machine) as ``t`` and any figures beside it: ``shown`` (the
-first paint), ``submitted``, ``engine_ready``, ``first_preview``, ``first_image``, ``finished``, ``failed``,
+first paint), ``submitted``, ``engine_ready`` (torch and diffusers imported), ``model_loaded`` (the job started:
+its model loaded), ``first_preview``, ``first_image``, ``finished``, ``failed``,
 ``ui_gaps`` (how late a 5 ms timer fired on the UI thread while a generation ran: the whole of it, and from its
 first preview on) and ``close_requested``. ``DARKROOM_TIMING_SCENARIO`` says what to do:
 
@@ -47,6 +48,7 @@ class _Marks:
         bridge = window.bridge
         bridge.preview.connect(lambda *a: self.once("first_preview", self._after_preview))
         bridge.image_ready.connect(lambda *a: self.once("first_image"))
+        bridge.job_started.connect(lambda *a: self.once("model_loaded"))
         bridge.job_finished.connect(lambda *a: self.once("finished", self._after_finished))
         bridge.job_failed.connect(lambda event: self.once("failed", self.close, message=getattr(event, "message", "")))
         bridge.status_changed.connect(lambda event: getattr(event, "device", "") and self.once("engine_ready"))

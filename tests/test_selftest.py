@@ -4,6 +4,7 @@ can fail says why in that line."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -25,6 +26,8 @@ def test_darkroom_self_test_makes_a_picture_and_says_ok(darkroom_home):
     assert line.startswith("Darkroom self-test: OK (Darkroom ")
     for part in ("torch ", "diffusers ", "Python ", "device CPU float32", "64x64 picture"):
         assert part in line
+    total, first_preview = map(float, re.search(r"picture in ([\d.]+) s, first preview after ([\d.]+) s", line).groups())
+    assert 0 < first_preview <= total
     assert not darkroom_home.exists()  # a temporary home: the person's files are never touched
 
 
@@ -62,11 +65,12 @@ def test_a_blank_picture_fails(monkeypatch):
 
 
 def test_the_verdict_line_names_versions_and_device():
-    report = selftest.SelfTestReport(True, device="CPU", dtype="float32", seconds=1.25, image_size=(64, 64),
+    report = selftest.SelfTestReport(True, device="CPU", dtype="float32", seconds=1.25, first_preview_s=0.84,
+                                     image_size=(64, 64),
                                      versions={"Darkroom": "0.1.0", "torch": "2.13.0", "diffusers": "0.42.1",
                                                "Python": "3.11.7"})
     assert report.line() == ("Darkroom self-test: OK (Darkroom 0.1.0, torch 2.13.0, diffusers 0.42.1, Python 3.11.7; "
-                             "device CPU float32; 64x64 picture in 1.2 s)")
+                             "device CPU float32; 64x64 picture in 1.2 s, first preview after 0.8 s)")
 
 
 def test_versions_come_from_metadata_without_importing_torch():
