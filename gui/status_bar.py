@@ -27,6 +27,9 @@ class EngineStatusBar(QStatusBar):
         self.addPermanentWidget(self.busy)
         self.addPermanentWidget(self.vram_label)
         self.addPermanentWidget(self.device_label)
+        # QStatusBar hides its normal widgets for a message only if they are visible then; a message shown while
+        # the window is still being built would be drawn over the engine's status once the window shows.
+        self.messageChanged.connect(lambda text: self.engine_label.setVisible(not text))
 
     def watch(self, bridge) -> None:
         """Follow a :class:`gui.bridge.Bridge`'s engine status and progress."""
