@@ -25,6 +25,15 @@ from .edit_model import SEND_TARGETS
 from .results import THUMB, Result, ResultKey, ResultStore
 from .viewmodel import JobInfo, JobsModel
 
+def _untinted_icon(pixmap: QPixmap) -> QIcon:
+    """The picture as it is in every state: by default the style tints a selected icon with the highlight
+    colour, which turned the selected picture (the newest, always) red."""
+    icon = QIcon()
+    for mode in (QIcon.Mode.Normal, QIcon.Mode.Selected, QIcon.Mode.Active):
+        icon.addPixmap(pixmap, mode)
+    return icon
+
+
 class SessionStrip(QListWidget):
     """Thumbnails of this session's results (a :class:`ResultStore`), newest first. Clicking one shows it."""
 
@@ -57,7 +66,7 @@ class SessionStrip(QListWidget):
         store.removed.connect(self._remove)
 
     def _add(self, result: Result) -> None:
-        item = QListWidgetItem(QIcon(QPixmap.fromImage(result.thumbnail)), "")
+        item = QListWidgetItem(_untinted_icon(QPixmap.fromImage(result.thumbnail)), "")
         item.setData(Qt.ItemDataRole.UserRole, result.key)
         item.setToolTip(result.describe())
         item.setSizeHint(QSize(THUMB + 8, THUMB + 8))
