@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Sequence
 
-from PySide6.QtCore import QEvent, QObject, QSignalBlocker, QSize, Qt, Signal, SignalInstance
+from PySide6.QtCore import QEvent, QObject, QSignalBlocker, QSize, Qt, QTimer, Signal, SignalInstance
 from PySide6.QtGui import QFontMetrics
 from PySide6.QtWidgets import (
     QAbstractSpinBox,
@@ -398,8 +398,9 @@ class FormPanel(QWidget):
         self._fit_width()
 
     def reveal(self, widget: QWidget) -> None:
-        """Scroll so that ``widget`` (a section below the form) is in view."""
-        self._scroll.ensureWidgetVisible(widget, 0, 0)
+        """Scroll so that ``widget`` (a section below the form) is in view, once the layout has taken in what made
+        it change (a picture that grew the section)."""
+        QTimer.singleShot(0, self, lambda: self._scroll.ensureWidgetVisible(widget, 0, 0))
 
     def _fit_width(self) -> None:
         box, scroll = self._box, self._scroll

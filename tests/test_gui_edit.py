@@ -320,3 +320,20 @@ def test_gallery_opens_an_image_in_the_forward_process_view(make_window):
     assert dialog is not None and dialog.isVisible()
     assert np.array_equal(window.lab.forward.picture, first.ready.image)
     dialog.close()
+
+
+def test_a_picture_sent_to_edit_brings_its_whole_section_into_view(make_window, qtbot):
+    window = make_window()
+    window.resize(1100, 600)  # short enough that the form scrolls
+    window.show()
+    qtbot.waitExposed(window)
+    scroll = window.form_panel._scroll
+    assert scroll.verticalScrollBar().maximum() > 0
+    window.edit.model.set_source(InputImage(SOURCE), "test", "img2img")
+    box = window.edit_panel.source_box
+
+    def in_view() -> bool:
+        top = box.mapTo(scroll.viewport(), box.rect().topLeft()).y()
+        return top >= 0 and top + box.height() <= scroll.viewport().height()
+
+    qtbot.waitUntil(in_view, timeout=3000)
