@@ -62,6 +62,8 @@ PLACEHOLDERS = {
 }
 TEXT_LINES = {"prompt": 4}  # other text fields get 2
 ADD_MODEL = "\x00add-model"
+#: How long a section brought into view stays in view while the layouts around it settle.
+REVEAL_SETTLE_MS = 400
 
 
 class PromptEdit(QPlainTextEdit):
@@ -387,6 +389,8 @@ class FormPanel(QWidget):
         layout.addWidget(scroll, 1)
         layout.addLayout(buttons)
         self._box, self._scroll = box, scroll
+        self._revealing: QWidget | None = None
+        scroll.verticalScrollBar().rangeChanged.connect(self._keep_revealed)
         self._wheel_guard = WheelGuard(scroll)
         self._wheel_guard.guard(box)
         self._fit_width()
@@ -398,9 +402,16 @@ class FormPanel(QWidget):
         self._fit_width()
 
     def reveal(self, widget: QWidget) -> None:
-        """Scroll so that ``widget`` (a section below the form) is in view, once the layout has taken in what made
-        it change (a picture that grew the section)."""
-        QTimer.singleShot(0, self, lambda: self._scroll.ensureWidgetVisible(widget, 0, 0))
+        """Scroll so that ``widget`` (a section below the form) is in view, and keep it in view while the layouts
+        settle (for :data:`REVEAL_SETTLE_MS`): the picture that grew the section and the tab that showed the form
+        resize the form in steps, each after the one before."""
+        self._revealing = widget
+        QTimer.singleShot(0, self, self._keep_revealed)
+        QTimer.singleShot(REVEAL_SETTLE_MS, self, lambda: setattr(self, "_revealing", None))
+
+    def _keep_revealed(self) -> None:
+        if self._revealing is not None:
+            self._scroll.ensureWidgetVisible(self._revealing, 0, 0)
 
     def _fit_width(self) -> None:
         box, scroll = self._box, self._scroll

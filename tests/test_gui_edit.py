@@ -322,14 +322,16 @@ def test_gallery_opens_an_image_in_the_forward_process_view(make_window):
     dialog.close()
 
 
-def test_a_picture_sent_to_edit_brings_its_whole_section_into_view(make_window, qtbot):
+def test_a_picture_sent_to_edit_brings_its_whole_section_into_view(make_window, qtbot, tmp_path):
     window = make_window()
     window.resize(1100, 600)  # short enough that the form scrolls
     window.show()
     qtbot.waitExposed(window)
     scroll = window.form_panel._scroll
     assert scroll.verticalScrollBar().maximum() > 0
-    window.edit.model.set_source(InputImage(SOURCE), "test", "img2img")
+    window.tabs.setCurrentIndex(1)  # sent from the gallery, whose tab hides the form until the picture arrives
+    Image.fromarray(SOURCE).save(tmp_path / "source.png")
+    window.send_to_edit("img2img", tmp_path / "source.png", None)
     box = window.edit_panel.source_box
 
     def in_view() -> bool:
