@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtCore import QEvent, QObject, Qt, Signal
 from PySide6.QtGui import QImage, QPixmap
 from PySide6.QtWidgets import (
     QComboBox,
@@ -205,6 +205,39 @@ class GridRun(QObject):
         self.changed.emit()
 
 
+class GridPicture(QLabel):
+    """The grid, enlarged by the largest whole factor that fits the view, its pixels kept sharp (a small model's
+    grid is a few hundred pixels across); a grid larger than the view is shown as it is, with scroll bars."""
+
+    def __init__(self, scroll: QScrollArea):
+        super().__init__()
+        self.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self._image: QImage | None = None
+        self._scroll = scroll
+        self.factor = 1
+        scroll.viewport().installEventFilter(self)
+
+    def show_image(self, image: QImage) -> None:
+        self._image = image
+        self._fit()
+
+    def eventFilter(self, watched, event) -> bool:  # noqa: N802 - Qt's name
+        if event.type() == QEvent.Type.Resize:
+            self._fit()
+        return False
+
+    def _fit(self) -> None:
+        image = self._image
+        if image is None or image.isNull():
+            self.clear()
+            return
+        room = self._scroll.viewport().size()
+        self.factor = max(1, min(room.width() // image.width(), room.height() // image.height()))
+        self.setPixmap(QPixmap.fromImage(image.scaled(image.width() * self.factor, image.height() * self.factor,
+                                                      Qt.AspectRatioMode.IgnoreAspectRatio,
+                                                      Qt.TransformationMode.FastTransformation)))
+
+
 class GridDialog(QDialog):
     """Axes, Make grid / Cancel / Save grid as…, and the grid filling in. ``build_base()`` gives the form's
     request (raises ValidationError or DarkroomError); ``dialog_dir()`` where file dialogs start."""
@@ -243,9 +276,8 @@ class GridDialog(QDialog):
         self.error.setObjectName("GridError")
         self.error.setWordWrap(True)
         self.header = QLabel()
-        self.view = QLabel()
-        self.view.setAlignment(Qt.AlignmentFlag.AlignCenter)
         scroll = QScrollArea()
+        self.view = GridPicture(scroll)
         scroll.setWidget(self.view)
         scroll.setWidgetResizable(True)
         buttons = QHBoxLayout()
@@ -265,7 +297,7 @@ class GridDialog(QDialog):
         self.cancel_button.clicked.connect(run.cancel)
         self.save_button.clicked.connect(self.save_as_dialog)
         run.changed.connect(self._sync)
-        run.preview_changed.connect(lambda image: self.view.setPixmap(QPixmap.fromImage(image)))
+        run.preview_changed.connect(self.view.show_image)
         run.message.connect(lambda _level, text: self.error.setText(text))
         self._sync()
 

@@ -178,3 +178,40 @@ def test_guidance_view_shows_both_guesses_and_their_scaled_difference_at_a_step(
     window.lab.show_guidance(unguided)
     assert model.inspect(1) is None and "CFG is 1" in dialog.status.text()
     assert all(label.pixmap().isNull() for label in dialog.images.values())
+
+
+def test_the_grid_is_enlarged_by_whole_factors_to_fit_its_view_and_a_large_one_scrolls(qtbot):
+    from PySide6.QtCore import QSize
+    from PySide6.QtGui import QColor, QImage
+    from PySide6.QtWidgets import QScrollArea
+
+    from gui.lab_grid import GridPicture
+
+    scroll = QScrollArea()
+    qtbot.addWidget(scroll)
+    picture = GridPicture(scroll)
+    scroll.setWidget(picture)
+    scroll.setWidgetResizable(True)
+    scroll.resize(700, 500)
+    scroll.show()
+    qtbot.waitExposed(scroll)
+    small = QImage(192, 84, QImage.Format.Format_RGB888)
+    small.fill(QColor(200, 30, 30))
+    small.setPixelColor(0, 0, QColor(0, 0, 255))
+    picture.show_image(small)
+    room = scroll.viewport().size()
+    expected = min(room.width() // 192, room.height() // 84)
+    assert expected >= 2 and picture.factor == expected
+    assert picture.pixmap().size() == QSize(192 * expected, 84 * expected)
+    image = picture.pixmap().toImage()
+    assert image.pixelColor(expected - 1, expected - 1) == QColor(0, 0, 255)  # each pixel a sharp block
+    assert image.pixelColor(expected, expected) == QColor(200, 30, 30)
+
+    scroll.resize(scroll.width() + 400, scroll.height() + 200)  # a bigger view: a bigger factor
+    qtbot.waitUntil(lambda: picture.factor > expected)
+
+    large = QImage(2000, 1200, QImage.Format.Format_RGB888)
+    large.fill(QColor(30, 30, 200))
+    picture.show_image(large)
+    assert picture.factor == 1 and picture.pixmap().size() == QSize(2000, 1200)
+    qtbot.waitUntil(lambda: scroll.horizontalScrollBar().maximum() > 0)  # shown as it is, scrolled
