@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         elif variant == "math":
             from torch.nn.attention import SDPBackend, sdpa_kernel
 
-            context = lambda: sdpa_kernel(SDPBackend.MATH)  # noqa: E731
+            context = lambda: sdpa_kernel(SDPBackend.MATH)
         elif variant != "eager":
             parser.error(f"unknown variant {variant!r}")
         step = _stepper(torch, cfg, unet, text, denoiser)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Sequence
 
-from PySide6.QtCore import QEvent, QObject, QSignalBlocker, QSize, Qt, QTimer, Signal, SignalInstance
+from PySide6.QtCore import QEvent, QObject, QSignalBlocker, QSize, QTimer, Qt, Signal, SignalInstance
 from PySide6.QtGui import QFontMetrics
 from PySide6.QtWidgets import (
     QAbstractSpinBox,
@@ -390,6 +390,8 @@ class FormPanel(QWidget):
         layout.addLayout(buttons)
         self._box, self._scroll = box, scroll
         self._revealing: QWidget | None = None
+        self._settled = QTimer(self, singleShot=True, interval=REVEAL_SETTLE_MS)
+        self._settled.timeout.connect(lambda: setattr(self, "_revealing", None))
         scroll.verticalScrollBar().rangeChanged.connect(self._keep_revealed)
         self._wheel_guard = WheelGuard(scroll)
         self._wheel_guard.guard(box)
@@ -406,8 +408,8 @@ class FormPanel(QWidget):
         settle (for :data:`REVEAL_SETTLE_MS`): the picture that grew the section and the tab that showed the form
         resize the form in steps, each after the one before."""
         self._revealing = widget
+        self._settled.start()
         QTimer.singleShot(0, self, self._keep_revealed)
-        QTimer.singleShot(REVEAL_SETTLE_MS, self, lambda: setattr(self, "_revealing", None))
 
     def _keep_revealed(self) -> None:
         if self._revealing is not None:

@@ -25,6 +25,7 @@ from .edit_model import SEND_TARGETS
 from .results import THUMB, Result, ResultKey, ResultStore
 from .viewmodel import JobInfo, JobsModel
 
+
 def _untinted_icon(pixmap: QPixmap) -> QIcon:
     """The picture as it is in every state: by default the style tints a selected icon with the highlight
     colour, which turned the selected picture (the newest, always) red."""

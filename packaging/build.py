@@ -115,8 +115,8 @@ def trace(work: Path) -> tuple[Path, dict]:
 
 def _untouched_with_symbols(lib: Path, readelf: str) -> bool:
     """Whether ``lib`` has a symbol table and no run-time search path (see ``STRIP``)."""
-    sections = subprocess.run([readelf, "-SW", str(lib)], capture_output=True, text=True).stdout
-    dynamic = subprocess.run([readelf, "-dW", str(lib)], capture_output=True, text=True).stdout
+    sections = subprocess.run([readelf, "-SW", str(lib)], capture_output=True, text=True, check=False).stdout
+    dynamic = subprocess.run([readelf, "-dW", str(lib)], capture_output=True, text=True, check=False).stdout
     return ".symtab" in sections and "RPATH" not in dynamic and "RUNPATH" not in dynamic
 
 
