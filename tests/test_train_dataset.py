@@ -65,3 +65,15 @@ def test_missing_font_names_the_package(monkeypatch, tmp_path):
     monkeypatch.delenv("DARKROOM_EMOJI_FONT", raising=False)
     with pytest.raises(ds.FontMissingError, match="fonts-noto-color-emoji"):
         ds.find_font()
+
+
+def test_skin_tone_variants_share_one_images_weight():
+    from engine.train.dataset import skin_tone_weights
+
+    captions = [["farmer"], ["farmer: dark skin tone", "farmer dark skin tone"], ["farmer: light skin tone"],
+                ["people holding hands: dark skin tone, light skin tone"], ["people holding hands"],
+                ["rocket"], ["flag: japan", "japanese flag"], []]
+    weights = skin_tone_weights(captions)
+    assert weights[:3] == [1 / 3] * 3
+    assert weights[3:5] == [0.5, 0.5]
+    assert weights[5:] == [1.0, 1.0, 1.0]  # a colon alone ("flag: japan") is not a variant

@@ -230,3 +230,20 @@ def test_compile_unet_trains_through_the_compiled_module_and_saves_the_plain_one
     assert len(calls) == tiny_cfg.unet_steps
     saved = torch.load(tmp_path / "run" / "unet.pt", weights_only=True)
     assert not any(key.startswith("_orig_mod.") for key in saved["unet"])  # loads without the compile wrapper
+
+
+def test_grouped_skin_tones_draw_images_by_their_weights(tiny_cfg, monkeypatch):
+    import torch
+
+    from engine.train import dataset
+    from engine.train.trainer import train
+
+    drawn = []
+    real = torch.multinomial
+    monkeypatch.setattr(dataset, "skin_tone_weights", lambda captions: [0.0] * (len(captions) - 1) + [1.0])
+    monkeypatch.setattr(torch, "multinomial", lambda *a, **k: drawn.append(real(*a, **k)) or drawn[-1])
+    tiny_cfg.group_skin_tones = True
+    tiny_cfg.stages = "vae,unet"
+    train(tiny_cfg, log=lambda *_: None)
+    assert len(drawn) == tiny_cfg.unet_steps
+    assert all((d == 7).all() for d in drawn)  # only the one image with weight

@@ -101,6 +101,8 @@ class TrainConfig:
     # torch.compile the U-Net's training step: 7-12 % faster steps on a 2-core CPU, after a first compile of about
     # 2.5 min (cached for later runs; benchmarks/train_step.py). Off: the shipped weights were trained without it.
     compile_unet: bool = False
+    # Draw an emoji and its skin-tone variants as one image (dataset.skin_tone_weights); off: uniform.
+    group_skin_tones: bool = False
     # bookkeeping
     checkpoint_every: int = 250
     log_every: int = 10
@@ -388,6 +390,9 @@ def train_unet(cfg: TrainConfig, lat_mean, lat_std, scale, captions, tokenizer, 
     # per image: the range of its captions in `ids`
     counts = torch.bincount(owner, minlength=len(captions))
     starts = torch.cumsum(counts, 0) - counts
+    from .dataset import skin_tone_weights
+
+    weights = torch.tensor(skin_tone_weights(captions)) if cfg.group_skin_tones else None
     if step < cfg.unet_steps:
         log = LossLog(run / "loss_unet.csv", resume=step > 0)
         amp = autocast_for(device, cfg.precision)
@@ -402,7 +407,8 @@ def train_unet(cfg: TrainConfig, lat_mean, lat_std, scale, captions, tokenizer, 
             for g in opt.param_groups:
                 g["lr"] = lr
             b = cfg.batch
-            img = torch.randint(0, len(captions), (b,), generator=gen)
+            img = (torch.multinomial(weights, b, replacement=True, generator=gen) if weights is not None
+                   else torch.randint(0, len(captions), (b,), generator=gen))
             pick = starts[img] + (torch.rand(b, generator=gen) * counts[img]).long()
             tok = ids_d[pick.to(device)]
             drop = (torch.rand(b, generator=gen) < cfg.caption_dropout).to(device)
