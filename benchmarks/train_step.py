@@ -10,7 +10,9 @@ variants' steps taken in turn (so that a machine whose speed drifts shifts them 
 
 - ``eager``: the trainer as it is;
 - ``compile``: the U-Net wrapped in ``torch.compile`` (inductor); its compile time is reported apart;
-- ``math``: attention through PyTorch's plain math kernel instead of the fused (flash) one.
+- ``math``: attention through PyTorch's plain math kernel instead of the fused (flash) one;
+- ``no16attn``: a U-Net without the attention blocks at the latents' full 16×16 size (cross-attention stays at
+  8×8 and in the middle block): what leaving them out would save, before a full run says what it costs.
 
 Then it profiles a few eager steps and reports the operators that take the most time. A benchmark, not a test:
 it prints JSON (seconds per step: median over ``--steps`` after 3 warm-up steps; ``vs_eager``: each variant's
@@ -32,11 +34,19 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
-def _models(torch):
+def _models(torch, attention_at_full_size: bool = True):
     from engine.train.trainer import TrainConfig, make_text_encoder, make_unet
 
     cfg = TrainConfig()
-    unet = make_unet(cfg).to(memory_format=torch.channels_last)
+    unet = make_unet(cfg)
+    if not attention_at_full_size:
+        from diffusers import UNet2DConditionModel
+
+        config = dict(unet.config)
+        config["down_block_types"] = ("DownBlock2D",) + tuple(config["down_block_types"][1:])
+        config["up_block_types"] = tuple(config["up_block_types"][:-1]) + ("UpBlock2D",)
+        unet = UNet2DConditionModel.from_config(config)
+    unet = unet.to(memory_format=torch.channels_last)
     text = make_text_encoder(cfg, vocab_size=5684, bos_id=0, eos_id=1)
     return cfg, unet, text
 
@@ -104,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (the trainer's --threads)")
     parser.add_argument("--steps", type=int, default=15, help="timed steps per variant, after 3 warm-up steps")
-    parser.add_argument("--variants", default="eager,compile,math", help="comma-separated: eager, compile, math")
+    parser.add_argument("--variants", default="eager,compile,math", help="comma-separated: eager, compile, math, no16attn")
     parser.add_argument("--out", type=Path, default=None, help="also write the JSON to this file")
     args = parser.parse_args(argv)
     import torch
@@ -115,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
                     "torch": torch.__version__, "threads": torch.get_num_threads(), "variants": {}}
     steppers = {}
     for variant in args.variants.split(","):
-        cfg, unet, text = _models(torch)
+        cfg, unet, text = _models(torch, attention_at_full_size=variant != "no16attn")
         report["batch"] = cfg.batch
         context = contextlib.nullcontext
         denoiser = unet
@@ -125,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
             from torch.nn.attention import SDPBackend, sdpa_kernel
 
             context = lambda: sdpa_kernel(SDPBackend.MATH)
-        elif variant != "eager":
+        elif variant not in ("eager", "no16attn"):
             parser.error(f"unknown variant {variant!r}")
         step = _stepper(torch, cfg, unet, text, denoiser)
         report["variants"][variant] = {"first_3_steps_s": round(_warm_up(step, context), 1)}
