@@ -11,8 +11,8 @@ variants' steps taken in turn (so that a machine whose speed drifts shifts them 
 - ``eager``: the trainer as it is;
 - ``compile``: the U-Net wrapped in ``torch.compile`` (inductor); its compile time is reported apart;
 - ``math``: attention through PyTorch's plain math kernel instead of the fused (flash) one;
-- ``no16attn``: a U-Net without the attention blocks at the latents' full 16×16 size (cross-attention stays at
-  8×8 and in the middle block): what leaving them out would save, before a full run says what it costs.
+- ``no16attn``: the U-Net without attention at the latents' full 16×16 size (the trainer's
+  ``--no-unet-full-size-attention``; cross-attention stays at 8×8 and in the middle block).
 
 Then it profiles a few eager steps and reports the operators that take the most time. A benchmark, not a test:
 it prints JSON (seconds per step: median over ``--steps`` after 3 warm-up steps; ``vs_eager``: each variant's
@@ -35,18 +35,11 @@ sys.path.insert(0, str(ROOT))
 
 
 def _models(torch, attention_at_full_size: bool = True):
-    from engine.train.trainer import TrainConfig, make_text_encoder, make_unet
+    from engine.train.networks import make_text_encoder, make_unet
+    from engine.train.trainer import TrainConfig
 
-    cfg = TrainConfig()
-    unet = make_unet(cfg)
-    if not attention_at_full_size:
-        from diffusers import UNet2DConditionModel
-
-        config = dict(unet.config)
-        config["down_block_types"] = ("DownBlock2D",) + tuple(config["down_block_types"][1:])
-        config["up_block_types"] = tuple(config["up_block_types"][:-1]) + ("UpBlock2D",)
-        unet = UNet2DConditionModel.from_config(config)
-    unet = unet.to(memory_format=torch.channels_last)
+    cfg = TrainConfig(unet_full_size_attention=attention_at_full_size)
+    unet = make_unet(cfg).to(memory_format=torch.channels_last)
     text = make_text_encoder(cfg, vocab_size=5684, bos_id=0, eos_id=1)
     return cfg, unet, text
 

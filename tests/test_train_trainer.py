@@ -200,7 +200,8 @@ def test_the_autoencoder_never_normalises_a_colour_feature_on_its_own():
     colour channels (green came out brown). Every norm layer of the default autoencoder keeps 4+ together."""
     import torch
 
-    from engine.train.trainer import TrainConfig, make_vae
+    from engine.train.networks import make_vae
+    from engine.train.trainer import TrainConfig
 
     norms = [m for m in make_vae(TrainConfig()).modules() if isinstance(m, torch.nn.GroupNorm)]
     assert norms and all(m.num_channels // m.num_groups >= 4 for m in norms)
@@ -247,3 +248,26 @@ def test_grouped_skin_tones_draw_images_by_their_weights(tiny_cfg, monkeypatch):
     train(tiny_cfg, log=lambda *_: None)
     assert len(drawn) == tiny_cfg.unet_steps
     assert all((d == 7).all() for d in drawn)  # only the one image with weight
+
+
+def test_a_unet_without_full_size_attention_keeps_it_at_the_coarser_level_and_loads_in_the_app(tiny_cfg, tmp_path,
+                                                                                              rec, engine):
+    from engine.events import ImageReady
+    from engine.train.networks import make_unet
+    from engine.train.trainer import train
+
+    tiny_cfg.unet_channels = (32, 32, 32)
+    tiny_cfg.unet_full_size_attention = False
+    unet = make_unet(tiny_cfg)
+    assert unet.config.down_block_types == ("DownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D")
+    assert unet.config.up_block_types == ("UpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D")
+    tiny_cfg.unet_full_size_attention = True
+    assert make_unet(tiny_cfg).config.down_block_types[0] == "CrossAttnDownBlock2D"
+
+    tiny_cfg.unet_full_size_attention = False
+    tiny_cfg.resolution, tiny_cfg.vae_channels = 64, (8, 8, 16)  # the app's smallest size; latents 16×16
+    out = train(tiny_cfg, log=lambda *_: None)
+    job = engine.submit(request_for(out, steps=2))
+    rec.wait_for(job)
+    [ready] = rec.of(job, ImageReady)
+    assert ready.image.shape == (64, 64, 3)
