@@ -115,9 +115,9 @@ def trace(work: Path) -> tuple[Path, dict]:
 
 def _untouched_with_symbols(lib: Path, readelf: str) -> bool:
     """Whether ``lib`` has a symbol table and no run-time search path (see ``STRIP``)."""
-    sections = subprocess.run([readelf, "-SW", str(lib)], capture_output=True, text=True, check=False).stdout
-    dynamic = subprocess.run([readelf, "-dW", str(lib)], capture_output=True, text=True, check=False).stdout
-    return ".symtab" in sections and "RPATH" not in dynamic and "RUNPATH" not in dynamic
+    # one call lists both the section headers and the dynamic section
+    listing = subprocess.run([readelf, "-SdW", str(lib)], capture_output=True, text=True, check=False).stdout
+    return ".symtab" in listing and "(RPATH)" not in listing and "(RUNPATH)" not in listing
 
 
 def strip_libraries(bundle: Path) -> int:

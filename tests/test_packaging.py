@@ -292,3 +292,20 @@ def test_icu_trimming_is_skipped_with_a_message_without_its_tools(tmp_path, monk
     assert icu_data.trim(tmp_path, said.append) == 0
     assert "icupkg not found" in said[0]
     assert (lib_dir / "libicudata.so.73").stat().st_size == 1024
+
+
+# -- stripping libraries ---------------------------------------------------------------------------------------
+@pytest.mark.skipif(shutil.which("readelf") is None or not sys.platform.startswith("linux"), reason="needs readelf")
+def test_only_libraries_with_a_symbol_table_and_no_search_path_are_stripped_unasked():
+    import PIL
+    import tokenizers
+
+    spec = importlib.util.spec_from_file_location("darkroom_build", ROOT / "packaging" / "build.py")
+    build = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build)
+    readelf = shutil.which("readelf")
+    # tokenizers' extension carries its symbol table; Pillow's was rewritten by a repair tool (RPATH)
+    plain = next(Path(tokenizers.__file__).parent.glob("*.so"))
+    repaired = next(Path(PIL.__file__).parent.glob("_imaging.*.so"))
+    assert build._untouched_with_symbols(plain, readelf) is True
+    assert build._untouched_with_symbols(repaired, readelf) is False
