@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """How fast one training step of the bundled model's recipe runs, and where its time goes.
 
-    python3 benchmarks/train_step.py [--threads 2] [--steps 15] [--variants eager,compile,math] [--out FILE]
+    python3 benchmarks/train_step.py [--threads 2] [--steps 15] [--variants eager,math,no16attn] [--out FILE]
 
 Builds the trainer's own U-Net and text encoder (``engine.train.trainer``, the default recipe's sizes, random
 weights) and times the text encoder + U-Net step the trainer runs (forward under its autocast, min-SNR-weighted
@@ -9,7 +9,6 @@ loss left out as it costs nothing, backward, gradient clipping, AdamW) on random
 variants' steps taken in turn (so that a machine whose speed drifts shifts them all alike):
 
 - ``eager``: the trainer as it is;
-- ``compile``: the U-Net wrapped in ``torch.compile`` (inductor); its compile time is reported apart;
 - ``math``: attention through PyTorch's plain math kernel instead of the fused (flash) one;
 - ``no16attn``: the U-Net without attention at the latents' full 16×16 size (the trainer's
   ``--no-unet-full-size-attention``; cross-attention stays at 8×8 and in the middle block).
@@ -44,7 +43,7 @@ def _models(torch, attention_at_full_size: bool = True):
     return cfg, unet, text
 
 
-def _stepper(torch, cfg, unet, text, denoiser):
+def _stepper(torch, cfg, unet, text):
     import torch.nn.functional as F
 
     from engine.train.hardware import autocast_for
@@ -60,7 +59,7 @@ def _stepper(torch, cfg, unet, text, denoiser):
         t = torch.randint(0, 1000, (cfg.batch,))
         with amp():
             cond = text(tokens)[0]
-            pred = denoiser(xt, t, encoder_hidden_states=cond).sample
+            pred = unet(xt, t, encoder_hidden_states=cond).sample
         loss = F.mse_loss(pred.float(), torch.randn_like(pred.float()))
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -71,7 +70,7 @@ def _stepper(torch, cfg, unet, text, denoiser):
 
 
 def _warm_up(step, context) -> float:
-    """Three steps (the compile, for ``compile``); returns their seconds."""
+    """Three steps; returns their seconds."""
     with context():
         t0 = time.perf_counter()
         for _ in range(3):
@@ -107,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (the trainer's --threads)")
     parser.add_argument("--steps", type=int, default=15, help="timed steps per variant, after 3 warm-up steps")
-    parser.add_argument("--variants", default="eager,compile,math", help="comma-separated: eager, compile, math, no16attn")
+    parser.add_argument("--variants", default="eager,no16attn", help="comma-separated: eager, math, no16attn")
     parser.add_argument("--out", type=Path, default=None, help="also write the JSON to this file")
     args = parser.parse_args(argv)
     import torch
@@ -121,16 +120,13 @@ def main(argv: list[str] | None = None) -> int:
         cfg, unet, text = _models(torch, attention_at_full_size=variant != "no16attn")
         report["batch"] = cfg.batch
         context = contextlib.nullcontext
-        denoiser = unet
-        if variant == "compile":
-            denoiser = torch.compile(unet)
-        elif variant == "math":
+        if variant == "math":
             from torch.nn.attention import SDPBackend, sdpa_kernel
 
             context = lambda: sdpa_kernel(SDPBackend.MATH)
         elif variant not in ("eager", "no16attn"):
             parser.error(f"unknown variant {variant!r}")
-        step = _stepper(torch, cfg, unet, text, denoiser)
+        step = _stepper(torch, cfg, unet, text)
         report["variants"][variant] = {"first_3_steps_s": round(_warm_up(step, context), 1)}
         steppers[variant] = (step, context)
     for variant, times in _time_interleaved(steppers, args.steps).items():
@@ -141,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         base = report["variants"]["eager"]["s_per_step"]
         report["vs_eager"] = {v: round(r["s_per_step"] / base, 3) for v, r in report["variants"].items()}
     cfg, unet, text = _models(torch)
-    report["eager_profile"] = _profile(torch, _stepper(torch, cfg, unet, text, unet))
+    report["eager_profile"] = _profile(torch, _stepper(torch, cfg, unet, text))
     text_out = json.dumps(report, indent=2)
     print(text_out)
     if args.out:

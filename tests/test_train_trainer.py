@@ -207,32 +207,6 @@ def test_the_autoencoder_never_normalises_a_colour_feature_on_its_own():
     assert norms and all(m.num_channels // m.num_groups >= 4 for m in norms)
 
 
-def test_compile_unet_trains_through_the_compiled_module_and_saves_the_plain_one(tiny_cfg, tmp_path, monkeypatch):
-    import torch
-
-    from engine.train.trainer import train
-
-    compiled, calls = [], []
-
-    def fake_compile(module):  # the real compile takes minutes; its numerics are torch's business
-        compiled.append(module)
-
-        def run(*args, **kwargs):
-            calls.append(1)
-            return module(*args, **kwargs)
-
-        return run
-
-    monkeypatch.setattr(torch, "compile", fake_compile)
-    tiny_cfg.compile_unet = True
-    tiny_cfg.stages = "vae,unet"
-    train(tiny_cfg, log=lambda *_: None)
-    assert len(compiled) == 1 and type(compiled[0]).__name__ == "UNet2DConditionModel"
-    assert len(calls) == tiny_cfg.unet_steps
-    saved = torch.load(tmp_path / "run" / "unet.pt", weights_only=True)
-    assert not any(key.startswith("_orig_mod.") for key in saved["unet"])  # loads without the compile wrapper
-
-
 def test_grouped_skin_tones_draw_images_by_their_weights(tiny_cfg, monkeypatch):
     import torch
 

@@ -101,9 +101,6 @@ class TrainConfig:
     zero_terminal_snr: bool = False
     # Attention blocks at the latents' full size (16×16): 0.63× the step time without them (train_step.py).
     unet_full_size_attention: bool = True
-    # torch.compile the U-Net's training step: 7-12 % faster steps on a 2-core CPU, after a first compile of about
-    # 2.5 min (cached for later runs; benchmarks/train_step.py). Off: the shipped weights were trained without it.
-    compile_unet: bool = False
     # Draw an emoji and its skin-tone variants as one image (dataset.skin_tone_weights); off: uniform.
     group_skin_tones: bool = False
     # bookkeeping
@@ -322,7 +319,6 @@ def train_unet(cfg: TrainConfig, lat_mean, lat_std, scale, captions, tokenizer, 
     te = make_text_encoder(cfg, len(tokenizer), tokenizer.bos_token_id, tokenizer.eos_token_id).to(device)
     # channels_last: ~8 % faster convolutions on a 2-core x86 CPU (measured, see the model card)
     unet = make_unet(cfg).to(device, memory_format=torch.channels_last)
-    denoise = torch.compile(unet) if cfg.compile_unet else unet  # shares the module's weights and state dict
     params = list(unet.parameters()) + list(te.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.01, betas=(0.9, 0.99))
     ema = EMA(params, cfg.ema_decay)
@@ -382,7 +378,7 @@ def train_unet(cfg: TrainConfig, lat_mean, lat_std, scale, captions, tokenizer, 
             xt = (a.sqrt() * x0 + (1 - a).sqrt() * eps).contiguous(memory_format=torch.channels_last)  # q(x_t|x_0)
             with amp():
                 cond = te(tok)[0]
-                pred = denoise(xt, t, encoder_hidden_states=cond).sample
+                pred = unet(xt, t, encoder_hidden_states=cond).sample
             per_sample = F.mse_loss(pred.float(), target(cfg, a, x0, eps), reduction="none").mean(dim=(1, 2, 3))
             loss = (per_sample * snr_weight[t]).mean()
             opt.zero_grad(set_to_none=True)
