@@ -41,7 +41,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from benchmark_report import emit  # noqa: E402  (benchmarks/ is on sys.path: the script's own folder)
+
 from gui.timing_probe import GENERATE, LONG_GENERATE, TICK_S  # noqa: E402  (imports no Qt)
+
 VENV_PYTHON = ROOT / ".venv" / "bin" / "python"
 VENV_ENTRY = ROOT / ".venv" / "bin" / "darkroom"
 BOOTSTRAP = ROOT / "packaging" / "bootstrap.py"
@@ -226,10 +229,7 @@ def main(argv: list[str] | None = None) -> int:
         "generation": {"settings": GENERATE, "long_settings": LONG_GENERATE, "tick_ms": TICK_S * 1000},
     }
     report["goals"] = goals(report)
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.json_out:
-        args.json_out.write_text(text + "\n", encoding="utf-8")
+    emit(report, args.json_out)
     for name, check in report["goals"].items():
         print(f"app_timing: {name}: {check['median']} ms (goal <= {check['goal']:.0f} ms, "
               f"{'met' if check['met'] else 'NOT met'})", file=sys.stderr)

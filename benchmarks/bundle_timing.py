@@ -22,7 +22,6 @@ is JSON (milliseconds: median, min, max).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -31,6 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from app_timing import _start_display, checkout, run_once, summary  # noqa: E402
+from benchmark_report import emit  # noqa: E402  (benchmarks/ is on sys.path: the script's own folder)
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_PYTHON = ROOT / ".venv" / "bin" / "python"
@@ -90,10 +90,7 @@ def main(argv: list[str] | None = None) -> int:
             failed = True
             report[name]["problems"] = bad[:3]
             print(f"bundle_timing: {len(bad)} {name} run(s) went wrong: {bad[0]}", file=sys.stderr)
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.json_out:
-        args.json_out.write_text(text + "\n", encoding="utf-8")
+    emit(report, args.json_out)
     return 1 if failed else 0
 
 

@@ -14,7 +14,6 @@ the largest relative difference of the others) and asserts nothing. The first co
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 import time
@@ -22,6 +21,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from benchmark_report import emit  # noqa: E402  (benchmarks/ is on sys.path: the script's own folder)
 
 
 def gradients(torch, unet, denoiser, x, t, cond) -> tuple[dict[str, float], float]:
@@ -65,10 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         "largest_relative_difference_of_the_rest": round(max(others, default=0.0), 6),
         "condition_gradient": {"eager": cond_eager, "compiled": cond_compiled},
     }
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n", encoding="utf-8")
+    emit(report, args.out)
     return 0
 
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import platform
 import statistics
 import sys
@@ -31,6 +30,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from benchmark_report import emit  # noqa: E402  (benchmarks/ is on sys.path: the script's own folder)
 
 
 def _models(torch, attention_at_full_size: bool = True):
@@ -138,10 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         report["vs_eager"] = {v: round(r["s_per_step"] / base, 3) for v, r in report["variants"].items()}
     cfg, unet, text = _models(torch)
     report["eager_profile"] = _profile(torch, _stepper(torch, cfg, unet, text))
-    text_out = json.dumps(report, indent=2)
-    print(text_out)
-    if args.out:
-        args.out.write_text(text_out + "\n", encoding="utf-8")
+    emit(report, args.out)
     return 0
 
 
