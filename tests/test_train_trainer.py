@@ -39,6 +39,8 @@ def tiny_cfg(tmp_path):
         text_width=32, text_layers=1, text_heads=2, max_length=16,
         unet_channels=(32, 32), attention_heads=2, unet_steps=4, batch=4, warmup=2,
         checkpoint_every=2, log_every=1,
+        # Two levels: attention at the full size is the only attention there is; one image per draw weight.
+        unet_full_size_attention=True, group_skin_tones=False,
     )
 
 
