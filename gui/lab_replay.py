@@ -191,4 +191,8 @@ class AnimationExporter(QObject):
             self._finished.emit(str(written), "", "")
 
     def _on_finished(self, path: str, message: str, details: str) -> None:
+        # The worker's last act was emitting this signal; joining it here means that whoever hears ``done``
+        # may start the next export at once instead of finding this one still "busy".
+        if self._thread is not None:
+            self._thread.join()
         self.done.emit(path, message, details)
