@@ -112,6 +112,24 @@ def test_training_is_seeded(tiny_cfg, tmp_path):
     assert [r.split(",")[1] for r in first[1:]] == [r.split(",")[1] for r in second[1:]]
 
 
+def test_an_extended_run_trains_on_at_the_floor_learning_rate_as_a_run_made_in_one_go(tiny_cfg, tmp_path):
+    from engine.train.trainer import train
+
+    def log_rows(run):  # (step, loss, learning rate) per U-Net step
+        return [tuple(r.split(",")[:3]) for r in (run / "loss_unet.csv").read_text().splitlines()[1:]]
+
+    tiny_cfg.lr_decay_steps, tiny_cfg.stages = 4, "vae,unet"
+    train(tiny_cfg, log=lambda *_: None)
+    tiny_cfg.unet_steps = 6  # extended: rerun the same folder with more steps
+    train(tiny_cfg, log=lambda *_: None)
+    extended = log_rows(tmp_path / "run")
+    assert [float(lr) for _, _, lr in extended[4:]] == [tiny_cfg.lr / 10] * 2
+
+    tiny_cfg.run_dir = str(tmp_path / "one-go")
+    train(tiny_cfg, log=lambda *_: None)
+    assert log_rows(tmp_path / "one-go") == extended
+
+
 def test_preview_fit_recovers_a_linear_decoder():
     import torch
 
