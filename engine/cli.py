@@ -10,10 +10,12 @@ editing options (``--init-image``, ``--mask``, ``--hires``, ``--control``…) co
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,9 @@ from .fields import FIELD, FIELDS
 from .request import ValidationError, build_request
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CANCELLED = 0, 1, 2, 130
+#: How long `generate --animation` waits, after the job, for the decoded replays of a model that previews by
+#: decoding (the engine decodes them at once: about 20 ms a frame on one CPU thread for the bundled model)
+DECODED_REPLAY_WAIT_S = 60.0
 
 
 class CliError(Exception):
@@ -149,7 +154,7 @@ def check_out_folder(folder: Path) -> None:
 
 def run_generation(request, args) -> int:
     from .engine import Engine, EngineOptions, PreviewOptions
-    from .events import Cancelled, Failed, Finished, ImageReady, Progress, Started
+    from .events import Cancelled, Failed, Finished, ImageReady, Progress, ReplayDecoded, Started
     from .gallery import Gallery
     from .settings import load as load_settings
 
@@ -158,6 +163,25 @@ def run_generation(request, args) -> int:
     done = threading.Event()
     outcome: dict = {"code": EXIT_OK, "saved": []}
     bar = None
+    # Pictures whose animation waits for their decoded replay (a model that previews by decoding), and whether
+    # the job has ended: the command is done when both are over.
+    lock = threading.Lock()
+    waiting: dict = {}
+    ended = threading.Event()
+
+    def animate(ready) -> None:
+        from .lab_cli import write_animation
+
+        try:
+            print(write_animation(ready, args.animation), flush=True)
+        except DarkroomError as exc:
+            outcome["code"], outcome["error"] = EXIT_FAILED, exc.message
+
+    def finish_if_over() -> None:
+        with lock:
+            over = ended.is_set() and not waiting
+        if over:
+            done.set()
 
     def on_event(event) -> None:
         nonlocal bar
@@ -174,28 +198,50 @@ def run_generation(request, args) -> int:
                 path = gallery.save(event).path if gallery else save_to_folder(event, args.out)
                 outcome["saved"].append(path)
                 print(path, flush=True)
-                if getattr(args, "animation", None) is not None:
-                    from .lab_cli import write_animation
-
-                    print(write_animation(event, args.animation), flush=True)
             except DarkroomError as exc:
                 outcome["code"], outcome["error"] = EXIT_FAILED, exc.message
                 engine.cancel(event.job_id)
+            else:
+                if getattr(args, "animation", None) is not None:
+                    if event.replay_pending:
+                        with lock:
+                            waiting[(event.job_id, event.image_index)] = event
+                    else:
+                        animate(event)
+        elif isinstance(event, ReplayDecoded):
+            with lock:
+                ready = waiting.pop((event.job_id, event.image_index), None)
+            if ready is not None:
+                animate(dataclasses.replace(ready, replay=event.frames, replay_decoded=True) if event.frames else ready)
+            finish_if_over()
         elif isinstance(event, (Finished, Failed, Cancelled)):
             if isinstance(event, Failed):
                 outcome["code"], outcome["error"] = EXIT_FAILED, event.message
                 outcome["details"] = event.details
             elif isinstance(event, Cancelled) and outcome["code"] == EXIT_OK:
                 outcome["code"] = EXIT_CANCELLED
-            done.set()
+            if not isinstance(event, Finished):
+                with lock:
+                    waiting.clear()  # nothing more to animate
+            ended.set()
+            finish_if_over()
 
     memory_mode = args.memory or settings.memory_mode
     engine = Engine(on_event, EngineOptions(device=args.device, preview=PreviewOptions(mode="off"),
                                             memory_mode=memory_mode))
     engine.submit(request)
     try:
+        deadline = None
         while not done.wait(0.2):
-            pass
+            if ended.is_set():
+                deadline = deadline or time.monotonic() + DECODED_REPLAY_WAIT_S
+                if time.monotonic() > deadline:  # the decoded replays never came: animate the quick frames
+                    with lock:
+                        left = list(waiting.values())
+                        waiting.clear()
+                    for ready in left:
+                        animate(ready)
+                    break
     except KeyboardInterrupt:
         engine.cancel_all()
         done.wait(5)

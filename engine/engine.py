@@ -206,6 +206,9 @@ class Engine:
 
         forward = ForwardRunner()
         while True:
+            # Idle moments decode waiting replays, one frame at a time, so that a new job waits one decode at most.
+            if startup_error is None and self._queue.empty() and self._refine_replay():
+                continue
             item = self._queue.get()
             if item is _STOP:
                 break
@@ -237,6 +240,13 @@ class Engine:
                     self._jobs.pop(job.job_id, None)
         if self._runtime is not None:
             self._runtime.close()
+
+    def _refine_replay(self) -> bool:
+        try:
+            return self._runtime.refine_replay()
+        except Exception as exc:  # noqa: BLE001 - the replays keep their quick frames; the engine goes on
+            _log_failure("decoding a replay failed", exc)
+            return False
 
     def _preload(self) -> None:
         model = self._preload_model

@@ -6,7 +6,8 @@ with queued signals). Image arrays are fresh, read-only ``uint8`` H×W×3 numpy 
 
 A job emits, in order: ``Started``, then per image ``Progress``/``Preview`` (interleaved) and ``ImageReady``,
 and finally exactly one of ``Finished``, ``Failed`` or ``Cancelled``. A job cancelled while still queued emits
-only ``Cancelled``. A forward-process job (:mod:`engine.forward_job`) emits ``ForwardFrame`` s and then one of
+only ``Cancelled``. Later, while the engine has nothing else to do, a ``ReplayDecoded`` may follow for an image
+whose model previews by decoding (:mod:`engine.replay`). A forward-process job (:mod:`engine.forward_job`) emits ``ForwardFrame`` s and then one of
 those three.
 """
 
@@ -92,8 +93,24 @@ class ImageReady:
     notes: tuple[str, ...] = ()
     #: one x0 frame per step (linear-map RGB at latent resolution, read-only uint8), when the job asked for them
     replay: tuple[np.ndarray, ...] = field(default=(), repr=False)
+    #: the replay's frames are the VAE's decodes (a ``ReplayDecoded`` put them here), not the linear map's
+    replay_decoded: bool = False
+    #: a ``ReplayDecoded`` with this replay decoded follows once the engine is idle (unless another model is
+    #: loaded first): the model previews by decoding
+    replay_pending: bool = False
     #: the guidance probe of the step the job asked to inspect (None when not asked, or CFG was off)
     guidance: GuidanceCapture | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class ReplayDecoded:
+    """The replay of image ``image_index`` of job ``job_id`` again, every frame decoded by the model's VAE (read-only
+    uint8 H×W×3 at the picture's size): sent once for every ``ImageReady`` with ``replay_pending``, after the job
+    ended. ``frames`` is empty when the replay could not be decoded (it keeps the linear map's frames)."""
+
+    job_id: int
+    image_index: int
+    frames: tuple[np.ndarray, ...] = field(repr=False)
 
 
 @dataclass(frozen=True)
@@ -129,4 +146,5 @@ class Cancelled:
     images_done: int = 0
 
 
-Event = Union[StatusChanged, Started, Progress, Preview, ImageReady, ForwardFrame, Finished, Failed, Cancelled]
+Event = Union[StatusChanged, Started, Progress, Preview, ImageReady, ReplayDecoded, ForwardFrame, Finished, Failed,
+              Cancelled]

@@ -5,6 +5,11 @@ Both use the model's linear latent → RGB map (:class:`engine.preview.LatentPre
 einsum on latents, not a VAE decode. Frames stay on the device as small ``uint8`` tensors while the loop runs and
 come to the host in one copy when the image is finished, so the GPU loop never waits for them.
 
+A model whose live previews are decodes (its ``preview.json`` says ``"decode": true``: a VAE so small that a
+decode costs less than a step) keeps each step's x0 latent too. The :class:`ReplayRefiner` decodes them one frame
+at a time while the engine has nothing else to do, and hands the decoded replay over as ``ReplayDecoded``: the
+picture is never late for it, and a new job never waits more than one decode.
+
 Memory bound: a frame is the latent's size (1/8 of the image per side), pooled down to at most :data:`MAX_SIDE`
 pixels per side, so a 50-step 1024² SDXL replay is 50 × 128² × 3 bytes ≈ 2.5 MB and the largest possible one
 (150 steps of a 1536² image, whose 192² latent is kept as it is; larger ones are pooled by whole factors, a
@@ -15,14 +20,17 @@ Runs on the engine's worker thread; the arrays handed over are fresh and read-on
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from .events import GuidanceCapture
+from .events import GuidanceCapture, ReplayDecoded
 from .sampling import NoiseLevel, predicted_x0
+
+log = logging.getLogger(__name__)
 
 #: Longest side of a replay frame (latent pixels; larger latents are average-pooled down).
 MAX_SIDE = 192
@@ -76,18 +84,24 @@ class LinearRGB:
 
 
 class ReplayRecorder:
-    """Keeps every step's x0 as a small RGB frame on the device; :meth:`frames` hands them over at the end."""
+    """Keeps every step's x0 as a small RGB frame on the device; :meth:`frames` hands them over at the end. With
+    ``keep_latents`` it keeps the x0 latents too, for :class:`ReplayRefiner`."""
 
-    def __init__(self, linear: LinearRGB, max_side: int = MAX_SIDE) -> None:
+    def __init__(self, linear: LinearRGB, max_side: int = MAX_SIDE, keep_latents: bool = False) -> None:
         self._linear = linear
         self._max_side = max_side
+        self._keep_latents = keep_latents
         self._frames: list[Any] = []
+        self._latents: list[Any] = []
 
     def start_image(self) -> None:
         self._frames = []
+        self._latents = []
 
     def add(self, x0) -> None:
         self._frames.append(self._linear.rgb(x0, max_side=self._max_side))
+        if self._keep_latents:
+            self._latents.append(x0[:1].detach().clone())
 
     def frames(self) -> tuple[np.ndarray, ...]:
         """Every frame recorded since :meth:`start_image`, as read-only ``uint8`` h×w×3 arrays, in step order.
@@ -97,6 +111,80 @@ class ReplayRecorder:
             shape = frames[-1].shape
             frames = [f for f in frames if f.shape == shape]
         return self._linear.to_host(frames)
+
+    def latents(self) -> list:
+        """The x0 latents of :meth:`frames`' steps (device tensors 1×C×h×w); empty unless kept."""
+        if not self._latents:
+            return []
+        shape = self._latents[-1].shape
+        return [x for x in self._latents if x.shape == shape]
+
+
+@dataclass
+class _Waiting:
+    job_id: int
+    image_index: int
+    model: Any  # the model folder the latents belong to
+    latents: list
+    decoded: list = field(default_factory=list)
+
+
+class ReplayRefiner:
+    """Replays waiting for their frames to be decoded, oldest first. Worker thread only.
+
+    Every replay added gets exactly one ``ReplayDecoded``: :meth:`step` decodes one frame at a time with the
+    loaded model's preview decoder and sends the decoded frames when a replay is complete. A replay that cannot be
+    decoded gets empty ``frames`` (it keeps the linear map's): another model was loaded first, its decode failed,
+    or more than :attr:`MAX_WAITING` waited. Only models with tiny VAEs keep latents (the bundled model's: 100 KB
+    for 25 steps), so a whole batch may wait."""
+
+    MAX_WAITING = 100  # the largest batch count
+
+    def __init__(self, emit) -> None:
+        self._emit = emit
+        self._waiting: list[_Waiting] = []
+
+    def add(self, job_id: int, image_index: int, model, latents: list) -> bool:
+        """Queue a replay's x0 latents for decoding; False when there are none (nothing will be sent)."""
+        if not latents:
+            return False
+        self._waiting.append(_Waiting(job_id, image_index, model, latents))
+        while len(self._waiting) > self.MAX_WAITING:
+            self._drop()
+        return True
+
+    def clear(self) -> None:
+        """Give up on every waiting replay (the model they belong to is going away)."""
+        while self._waiting:
+            self._drop()
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiting)
+
+    def _drop(self) -> None:
+        item = self._waiting.pop(0)
+        self._emit(ReplayDecoded(item.job_id, item.image_index, ()))
+
+    def step(self, model, decoder) -> bool:
+        """Decode one waiting frame of ``model`` (the loaded model's folder) with ``decoder``; False when nothing
+        waits. A failing decode gives up on that replay: it is logged, never raised."""
+        if not self._waiting:
+            return False
+        item = self._waiting[0]
+        if decoder is None or item.model != model:
+            self._drop()
+            return True
+        try:
+            item.decoded.append(decoder(item.latents[len(item.decoded)]))
+        except Exception as exc:  # noqa: BLE001 - the replay keeps its linear frames
+            log.warning("decoding the replay of job %s failed: %s", item.job_id, exc)
+            self._drop()
+            return True
+        if len(item.decoded) == len(item.latents):
+            self._waiting.pop(0)
+            self._emit(ReplayDecoded(item.job_id, item.image_index, tuple(item.decoded)))
+        return True
 
 
 @dataclass
@@ -136,7 +224,8 @@ class JobRecording:
 
     def __init__(self, options, preview, prediction: str, cfg: float) -> None:
         linear = LinearRGB(preview)
-        self._replay = ReplayRecorder(linear) if getattr(options, "replay", False) else None
+        keep = getattr(preview, "decoder", None) is not None
+        self._replay = ReplayRecorder(linear, keep_latents=keep) if getattr(options, "replay", False) else None
         step = getattr(options, "inspect_step", None)
         self._probe = GuidanceProbe(step, cfg, prediction, linear) if step else None
 
@@ -156,6 +245,10 @@ class JobRecording:
 
     def frames(self) -> tuple[np.ndarray, ...]:
         return self._replay.frames() if self._replay is not None else ()
+
+    def latents(self) -> list:
+        """The frames' x0 latents, when the model previews by decoding (for :class:`ReplayRefiner`)."""
+        return self._replay.latents() if self._replay is not None else []
 
     @property
     def guidance(self) -> GuidanceCapture | None:

@@ -28,7 +28,7 @@ from .loras import resolve as resolve_loras
 from .loader import LoadedModel, load_model
 from .models import resolve
 from .preview import HostPreviews
-from .replay import JobRecording
+from .replay import JobRecording, ReplayRefiner
 from .sampling import Interrupted, StepState, denoise
 
 log = logging.getLogger(__name__)
@@ -56,6 +56,7 @@ class Runtime:
         self._fast: FastPath | None = None  # the GPU fast path of the loaded model (None: standard path)
         self._controls = ControlModels()  # control models loaded for the current model
         self._loras = AppliedLoras()  # the LoRAs the loaded model holds
+        self._refiner = ReplayRefiner(emit)  # replays of the loaded model waiting for decoded frames
         #: The memory mode setting (engine.memory.MODES); the engine sets it before each job.
         self.memory_mode = memory.check_mode(getattr(options, "memory_mode", "auto"))
         self._model_mode = "normal"  # the mode the loaded model runs in
@@ -140,9 +141,19 @@ class Runtime:
             self._fast = None
         self._controls.clear()
         self._loras.forget()
+        self._refiner.clear()
         if self._model is not None:
             self._model = None
             self._free_cache()
+
+    def refine_replay(self) -> bool:
+        """Decode one frame of a replay waiting for it (see :class:`engine.replay.ReplayRefiner`); False when none
+        waits. For the engine's idle moments: one call costs one VAE decode of the loaded model."""
+        model = self._model
+        if model is None:
+            self._refiner.clear()
+            return False
+        return self._refiner.step(model.entry.path, model.preview.decoder)
 
     def run_job(self, job, preview_options: Callable[[], object]) -> None:
         request = job.request
@@ -194,6 +205,7 @@ class Runtime:
                         notes=lora_notes + edit.notes + notes,
                         replay=recording.frames(),
                         guidance=recording.guidance,
+                        replay_pending=self._refiner.add(job.job_id, index, model.entry.path, recording.latents()),
                     )
                 )
         except Interrupted:

@@ -31,6 +31,7 @@ from engine.events import (
     ImageReady,
     Preview,
     Progress,
+    ReplayDecoded,
     Started,
     StatusChanged,
 )
@@ -73,6 +74,8 @@ class Bridge(QObject):
     preview = Signal(object, QImage)
     #: a finished image (``ImageReady``) and its pixels
     image_ready = Signal(object, QImage)
+    #: a picture's replay with every frame decoded by the VAE (``ReplayDecoded``), after its job ended
+    replay_decoded = Signal(object)
     #: a picture noised to one training step by a forward-process job (``ForwardFrame``) and its pixels
     forward_frame = Signal(object, QImage)
     #: a job ended: ``Finished``, ``Failed`` (``job_id`` None for engine-wide failures) or ``Cancelled``
@@ -197,6 +200,8 @@ class Bridge(QObject):
             self.preview.emit(event, to_qimage(event.image))
         elif isinstance(event, ImageReady):
             self.image_ready.emit(event, to_qimage(event.image))
+        elif isinstance(event, ReplayDecoded):
+            self.replay_decoded.emit(event)
         elif isinstance(event, ForwardFrame):
             self.forward_frame.emit(event, to_qimage(event.image))
         elif isinstance(event, Finished):

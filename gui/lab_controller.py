@@ -59,6 +59,7 @@ class LabController(QObject):
         self.menu = self._build_menu()
 
         jobs.shown_changed.connect(self._on_shown)
+        jobs.replay_decoded.connect(self.replay.refresh_frames)
         self.replay.position_changed.connect(self._show_replay_frame)
         self.replay_bar.export_requested.connect(self.export_animation_dialog)
         self.exporter.done.connect(self._on_exported)
@@ -125,9 +126,9 @@ class LabController(QObject):
             live.canvas.show_image(self.replay.image(position), Frame("replay", result.key[0], position + 1, steps,
                                                                       result.key[1]))
             live.canvas.set_caption(self.replay.label())
+            how = "decoded by the VAE" if self.replay.decoded else "through the quick approximate decoder"
             live.explanation.setText(f"Replay: the model's guess of the finished picture (x0) after step {position + 1} "
-                                     f"of {steps}, through the quick approximate decoder. Drag to the end for the "
-                                     "picture itself.")
+                                     f"of {steps}, {how}. Drag to the end for the picture itself.")
 
     def export_animation_dialog(self) -> None:
         result = self.replay.result

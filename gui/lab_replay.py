@@ -75,6 +75,21 @@ class ReplayModel(QObject):
         self._position = max(0, self.count - 1)
         self.changed.emit()
 
+    def refresh_frames(self, result: Result) -> None:
+        """``result``'s frames changed (decoded by the VAE after its job): show the new ones where the person is.
+        Nothing happens for another result than the one replayed."""
+        if result is not self._result or len(result.replay) != len(self._frames):
+            return
+        self._frames = result.replay
+        self._images = {}
+        self.position_changed.emit(self._position)
+
+    @property
+    def decoded(self) -> bool:
+        """The frames are the VAE's decodes, not the quick linear map's."""
+        ready = self._result.ready if self._result is not None else None
+        return ready is not None and ready.replay_decoded
+
     def set_position(self, position: int) -> None:
         position = max(0, min(int(position), self.count - 1))
         if position != self._position:

@@ -10,7 +10,7 @@ GUI thread only.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -60,6 +60,15 @@ class Result:
         """The model's guess (x0) at every step, small frames in step order (:mod:`engine.replay`); kept as long as
         the full image is (empty once trimmed, or when the job did not record them)."""
         return self.ready.replay if self.ready is not None else ()
+
+    def set_decoded_replay(self, frames: tuple[np.ndarray, ...]) -> bool:
+        """Take the VAE-decoded frames of this picture's replay (``ReplayDecoded``) in place of the linear map's.
+        False when there is nothing to replace: the full image was let go, or the frames do not match."""
+        ready = self.ready
+        if ready is None or len(frames) != len(ready.replay) or not frames:
+            return False
+        self.ready = replace(ready, replay=tuple(frames), replay_decoded=True)
+        return True
 
     @property
     def trimmed(self) -> bool:

@@ -18,7 +18,7 @@ from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QImage
 
 from engine.engine import JobOptions
-from engine.events import Cancelled, Failed, Finished, ImageReady, Preview, Progress, Started
+from engine.events import Cancelled, Failed, Finished, ImageReady, Preview, Progress, ReplayDecoded, Started
 from engine import fields
 from engine.request import BuiltRequest, GenerationRequest, ValidationError, build_request
 
@@ -213,6 +213,8 @@ class JobsModel(QObject):
     result_added = Signal(object)  # Result
     #: a job, or the engine as a whole, failed (``Failed``)
     failed = Signal(object)
+    #: a result's replay frames are now the VAE's decodes (:meth:`Result.set_decoded_replay`)
+    replay_decoded = Signal(object)  # Result
     #: the engine's remarks on a finished picture ("the VAE overflowed and was decoded again in float32")
     notes = Signal(str)
 
@@ -229,6 +231,7 @@ class JobsModel(QObject):
         bridge.progress.connect(self._on_progress)
         bridge.preview.connect(self._on_preview)
         bridge.image_ready.connect(self._on_image_ready)
+        bridge.replay_decoded.connect(self._on_replay_decoded)
         bridge.job_finished.connect(self._on_finished)
         bridge.job_failed.connect(self._on_failed)
         bridge.job_cancelled.connect(self._on_cancelled)
@@ -316,6 +319,15 @@ class JobsModel(QObject):
         what = "model's guess (x0)" if event.kind == "x0" else "noisy latent (x_t)"
         self._show(Shown(image, Frame("preview", event.job_id, event.step, event.total, event.image_index),
                          f"Step {event.step}/{event.total} · {what}"))
+
+    def _on_replay_decoded(self, event: ReplayDecoded) -> None:
+        key = (event.job_id, event.image_index)
+        result = self.results.get(key)
+        shown = self._shown.result if self._shown is not None else None
+        if result is None and shown is not None and shown.key == key:  # a live picture, not kept (yet)
+            result = shown
+        if result is not None and result.set_decoded_replay(event.frames):
+            self.replay_decoded.emit(result)
 
     def _on_image_ready(self, ready: ImageReady, image: QImage) -> None:
         info = self._jobs.get(ready.job_id)

@@ -55,6 +55,30 @@ def test_the_scrubber_shows_the_x0_frame_of_each_step_then_the_picture(make_wind
     wait_until(lambda: not window.jobs.busy)
 
 
+def test_a_decoding_models_replay_turns_into_vae_decodes_after_the_job(make_window, tiny_model_dir, tmp_path):
+    import json
+    import shutil
+
+    decoding = tmp_path / "decoding"  # previews by decoding, as the bundled model does
+    shutil.copytree(tiny_model_dir, decoding)
+    (decoding / "preview.json").write_text(json.dumps({"factors": [[0.3, 0.2, 0.2]] * 4, "bias": [0, 0, 0],
+                                                       "decode": True}))
+    window = make_window()
+    assert window.models.add_path(decoding)
+    fill_form(window, steps=4)
+    result = generate(window)
+    lab, canvas = window.lab, window.live.canvas
+    lab.replay_bar.slider.setValue(1)  # scrubbing at once shows the quick frames; the decoded ones replace them
+    wait_until(lambda: result.ready.replay_decoded)
+    assert lab.replay.decoded and len(result.replay) == 4
+    assert all(f.shape == (64, 64, 3) for f in result.replay)
+    assert canvas.frame().kind == "replay" and canvas.frame().step == 2
+    assert np.array_equal(pixels(canvas.image()), result.replay[1])  # repainted where the person was
+    assert "decoded by the VAE" in window.live.explanation.text()
+    lab.replay_bar.slider.setValue(4)
+    assert np.array_equal(pixels(canvas.image()), result.ready.image)
+
+
 def test_export_animation_writes_every_step_then_the_picture_looping(make_window, tmp_path, monkeypatch):
     window = make_window()
     fill_form(window, steps=4, prompt="a lighthouse at dusk")

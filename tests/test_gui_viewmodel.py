@@ -10,7 +10,7 @@ from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QImage
 
 from engine import fields, samplers
-from engine.events import Cancelled, Failed, Finished, ImageReady, Preview, Progress, Started
+from engine.events import Cancelled, Failed, Finished, ImageReady, Preview, Progress, ReplayDecoded, Started
 from engine.request import GenerationRequest, ValidationError
 from gui.results import Result, ResultStore
 from gui.viewmodel import FormModel, JobsModel, progress_text
@@ -82,6 +82,7 @@ class FakeBridge(QObject):
     progress = Signal(object)
     preview = Signal(object, QImage)
     image_ready = Signal(object, QImage)
+    replay_decoded = Signal(object)
     job_finished = Signal(object)
     job_failed = Signal(object)
     job_cancelled = Signal(object)
@@ -230,6 +231,28 @@ def test_jobs_record_their_replay_and_live_pictures_stay_out_of_the_session(jobs
     assert all(r.replay is frames for r in results) and jobs.shown.result is results[2]
     jobs.submit(REQUEST, JobOptions(replay=False, inspect_step=2))
     assert jobs.fake.options == JobOptions(replay=False, inspect_step=2)
+
+
+def test_decoded_replays_replace_the_quick_frames_of_kept_and_live_pictures_only_when_they_match(jobs):
+    changed = []
+    jobs.replay_decoded.connect(changed.append)
+    shown = {}
+    for kind in ("", "live"):
+        job = jobs.submit(REQUEST, kind=kind)
+        jobs.fake.job_started.emit(Started(job, REQUEST))
+        jobs.fake.image_ready.emit(ImageReady(job, _image(9), REQUEST, 0, 1, replay=(_image(1), _image(2))),
+                                   _qimage(9))
+        jobs.fake.job_finished.emit(Finished(job, 1))
+        shown[kind] = jobs.shown.result
+    kept, live = shown[""], shown["live"]
+    decoded = (_image(3), _image(4))
+    jobs.fake.replay_decoded.emit(ReplayDecoded(kept.key[0], 0, decoded))  # in the session, no longer shown
+    jobs.fake.replay_decoded.emit(ReplayDecoded(live.key[0], 0, decoded[:1]))  # not the same steps: ignored
+    assert changed == [kept] and kept.replay == decoded and kept.ready.replay_decoded
+    assert not live.ready.replay_decoded and len(live.replay) == 2
+    jobs.fake.replay_decoded.emit(ReplayDecoded(live.key[0], 0, decoded))  # the live picture on the canvas
+    jobs.fake.replay_decoded.emit(ReplayDecoded(99, 0, decoded))  # a job this window never knew
+    assert changed == [kept, live] and live.replay == decoded
 
 
 def test_progress_text_reads_well():

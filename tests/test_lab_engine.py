@@ -9,10 +9,18 @@ from PIL import Image
 
 from engine.cli import main
 from engine.engine import JobOptions
-from engine.events import Cancelled, Failed, Finished, ForwardFrame, ImageReady, Preview
+from engine.events import (
+    Cancelled,
+    Failed,
+    Finished,
+    ForwardFrame,
+    ImageReady,
+    Preview,
+    ReplayDecoded,
+)
 from engine.forward import schedule_from_config
 from engine.forward_job import ForwardRequest, fitted_size
-from engine.replay import MAX_SIDE, LinearRGB, ReplayRecorder
+from engine.replay import MAX_SIDE, LinearRGB, ReplayRecorder, ReplayRefiner
 from tests.engine_helpers import Recorder, make_engine, request_for
 
 
@@ -39,6 +47,7 @@ def test_every_step_leaves_one_read_only_frame_equal_to_its_live_preview(engine_
     for r in ready:
         assert len(r.replay) == 5
         assert all(f.shape == (8, 8, 3) and f.dtype == np.uint8 and not f.flags.writeable for f in r.replay)
+        assert not r.replay_pending  # the linear map is all a model without decoded previews gets
         previews = [p for p in rec.of(job, Preview) if p.image_index == r.image_index]
         assert [p.step for p in previews] == [1, 2, 3, 4, 5]
         for p in previews:  # the same linear map of the same x0
@@ -64,6 +73,86 @@ def test_replay_is_recorded_whatever_the_preview_throttle_and_can_be_switched_of
 class _Preview:
     factors = ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0), (0.0, 0.0, 0.0))
     bias = (0.0, 0.0, 0.0)
+
+
+def _decoding_copy(model_dir, folder):
+    """A copy of the tiny model whose preview.json asks for decoded previews, as the bundled model's does."""
+    import json
+    import shutil
+
+    shutil.copytree(model_dir, folder)
+    (folder / "preview.json").write_text(json.dumps({"factors": [[0.3, 0.2, 0.2]] * 4, "bias": [0, 0, 0],
+                                                     "decode": True}))
+    return folder
+
+
+def test_a_decoding_model_gets_its_replay_decoded_after_the_job_and_a_new_job_never_waits_for_it(tiny_model_dir,
+                                                                                                 tmp_path):
+    import threading
+    import time
+
+    model = _decoding_copy(tiny_model_dir, tmp_path / "decoding")
+    decoded = threading.Event()
+    rec = Recorder(hook=lambda e: isinstance(e, ReplayDecoded) and decoded.set())
+    engine = make_engine(rec)  # a preview (a decode) at every step
+    try:
+        first = engine.submit(request_for(model, steps=5, batch_count=2))
+        second = engine.submit(request_for(model, steps=3, seed=7))  # queued: runs before any replay is decoded
+        rec.wait_for(second)
+        assert decoded.wait(60)
+        rec.wait_for(first)
+        end_of_second = rec.events.index(rec.of(second, Finished)[0])
+        refined = [e for e in rec.events if isinstance(e, ReplayDecoded)]
+        assert all(rec.events.index(e) > end_of_second for e in refined if e.job_id == first)
+        deadline = time.monotonic() + 60
+        while len([e for e in rec.events if isinstance(e, ReplayDecoded)]) < 3:
+            assert time.monotonic() < deadline, "every picture's replay must be decoded"
+            time.sleep(0.05)
+        for ready in rec.of(first, ImageReady) + rec.of(second, ImageReady):
+            assert all(f.shape == (8, 8, 3) for f in ready.replay) and not ready.replay_decoded  # linear map first
+            assert ready.replay_pending
+            event = next(e for e in rec.events if isinstance(e, ReplayDecoded) and e.job_id == ready.job_id
+                         and e.image_index == ready.image_index)
+            assert len(event.frames) == len(ready.replay)
+            assert all(f.shape == (64, 64, 3) and not f.flags.writeable for f in event.frames)
+            previews = [p for p in rec.of(ready.job_id, Preview) if p.image_index == ready.image_index]
+            for p in previews:  # the live previews were decodes of the same x0
+                assert np.array_equal(p.image, event.frames[p.step - 1])
+    finally:
+        engine.shutdown(timeout=30)
+
+
+def test_the_refiner_drops_replays_of_another_model_a_failing_decode_and_the_oldest_beyond_its_bound():
+    events = []
+    refiner = ReplayRefiner(events.append)
+    frame = np.zeros((4, 4, 3), np.uint8)
+    assert not refiner.step("a", lambda x: frame)  # nothing waits
+    refiner.add(1, 0, "a", [0, 1])
+    refiner.add(2, 0, "b", [0])
+    refiner.add(3, 0, "a", [0])
+    refiner.add(4, 0, "a", [])  # no latents: nothing to decode
+    while refiner.step("a", lambda x: frame):
+        pass
+    # every replay hears once; job 2 was another model's, so it keeps its quick frames (empty)
+    assert [(e.job_id, len(e.frames)) for e in events] == [(1, 2), (2, 0), (3, 1)]
+
+    def broken(x):
+        raise RuntimeError("decoder exploded")
+
+    events.clear()
+    refiner.add(5, 0, "a", [0])
+    assert refiner.step("a", broken) and refiner.waiting == 0 and [(e.job_id, e.frames) for e in events] == [(5, ())]
+    events.clear()
+    n = ReplayRefiner.MAX_WAITING + 3
+    assert all(refiner.add(job, 0, "a", [0]) for job in range(n)) and not refiner.add(n, 0, "a", [])
+    assert refiner.waiting == ReplayRefiner.MAX_WAITING and [(e.job_id, e.frames) for e in events] == [
+        (0, ()), (1, ()), (2, ())]  # the oldest gave way
+    while refiner.step("a", lambda x: frame):
+        pass
+    assert [e.job_id for e in events[3:]] == list(range(3, n)) and all(e.frames for e in events[3:])
+    refiner.add(7, 1, "a", [0, 0])
+    refiner.clear()  # the model goes away
+    assert (events[-1].job_id, events[-1].image_index, events[-1].frames) == (7, 1, ())
 
 
 def test_replay_frames_are_pooled_to_bound_memory():
@@ -208,6 +297,24 @@ def test_generate_writes_the_animation_of_every_picture(tiny_model_dir, tmp_path
         with Image.open(path) as im:
             assert im.n_frames == 5  # one per step, then the picture
             assert im.size == (64, 64)
+
+
+def test_generate_animates_a_decoding_models_decoded_replay(tiny_model_dir, tmp_path, capsys, monkeypatch):
+    import engine.lab_cli
+
+    written = []
+    real = engine.lab_cli.write_animation
+    monkeypatch.setattr(engine.lab_cli, "write_animation", lambda ready, path: written.append(ready) or real(ready, path))
+    model = _decoding_copy(tiny_model_dir, tmp_path / "decoding")
+    anim = tmp_path / "steps.webp"
+    code = main(["generate", "a red apple", "--model", str(model), "--seed", "1", "--steps", "3", "--size", "64x64",
+                 "--batch", "2", "--out", str(tmp_path / "out"), "--quiet", "--device", "cpu", "--animation", str(anim)])
+    assert code == 0
+    printed = capsys.readouterr().out.split()
+    assert str(anim) in printed and str(anim.with_name("steps-2.webp")) in printed
+    assert sorted(r.image_index for r in written) == [0, 1]
+    for ready in written:  # the VAE's decodes, at the picture's size, not the linear map's 8×8 frames
+        assert ready.replay_decoded and [f.shape for f in ready.replay] == [(64, 64, 3)] * 3
 
 
 def test_generate_refuses_an_animation_format_it_cannot_write(capsys):
