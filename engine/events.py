@@ -66,7 +66,8 @@ class Preview:
 class GuidanceCapture:
     """Classifier-free guidance at one step, as x0 previews (linear-map RGB at latent resolution, read-only uint8
     H×W×3): the model's guess without the prompt, with it, the guidance term ``cfg·(cond − uncond)`` (mid grey =
-    no change) and the guess the sampler went on with, ``uncond + cfg·(cond − uncond)``."""
+    no change) and the guess the sampler went on with, ``uncond + cfg·(cond − uncond)``. For a model that previews
+    by decoding, the guesses are VAE decodes at the picture's size and the term their difference in pixels."""
 
     step: int
     total: int

@@ -192,12 +192,17 @@ class GuidanceProbe:
     """Captures, at step ``step`` (1-based, as progress counts steps), the model's two predictions of the clean
     image: without the prompt (unconditional) and with it, the guidance term ``cfg·(cond − uncond)`` and the x0 the
     sampler went on with. The loop calls it with every guided network call; only the first call of ``step``
-    is kept. Nothing happens when CFG is off (the loop has no unconditional half then)."""
+    is kept. Nothing happens when CFG is off (the loop has no unconditional half then).
+
+    With a ``decoder`` (a model that previews by decoding) the three guesses are the VAE's decodes and the term
+    is their difference in pixels, guided − unconditional (mid grey = no change); otherwise all four are the
+    linear map's, at latent resolution."""
 
     step: int
     cfg: float
     prediction: str
     linear: LinearRGB
+    decoder: Any = None
     captured: GuidanceCapture | None = field(default=None, init=False)
     _total: int = field(default=0, init=False)
 
@@ -211,10 +216,24 @@ class GuidanceProbe:
         x0_uncond = predicted_x0(self.prediction, x, uncond.float(), level)
         x0_cond = predicted_x0(self.prediction, x, cond.float(), level)
         term = self.cfg * (x0_cond - x0_uncond)
-        rgb = self.linear.rgb
-        images = self.linear.to_host([rgb(x0_uncond), rgb(x0_cond), rgb(term, bias=False), rgb(x0_uncond + term)])
+        images = self._decoded(x0_uncond, x0_cond, x0_uncond + term) if self.decoder is not None else None
+        if images is None:
+            rgb = self.linear.rgb
+            images = self.linear.to_host([rgb(x0_uncond), rgb(x0_cond), rgb(term, bias=False),
+                                          rgb(x0_uncond + term)])
         self.captured = GuidanceCapture(step, total, self.cfg, *images,
                                         term_rms=float(term.pow(2).mean().sqrt()))
+
+    def _decoded(self, uncond, cond, guided) -> tuple[np.ndarray, ...] | None:
+        """(uncond, cond, term, guided) as decoded pictures, or None when a decode fails (the linear map then)."""
+        try:
+            uncond_rgb, cond_rgb, guided_rgb = (self.decoder(x[:1]) for x in (uncond, cond, guided))
+        except Exception as exc:  # noqa: BLE001 - the probe must not fail the picture
+            log.warning("decoding the guidance probe failed: %s", exc)
+            return None
+        term = np.clip(127.5 + (guided_rgb.astype(np.float32) - uncond_rgb) / 2, 0, 255).round().astype(np.uint8)
+        term.setflags(write=False)
+        return uncond_rgb, cond_rgb, term, guided_rgb
 
 
 class JobRecording:
@@ -227,7 +246,7 @@ class JobRecording:
         keep = getattr(preview, "decoder", None) is not None
         self._replay = ReplayRecorder(linear, keep_latents=keep) if getattr(options, "replay", False) else None
         step = getattr(options, "inspect_step", None)
-        self._probe = GuidanceProbe(step, cfg, prediction, linear) if step else None
+        self._probe = GuidanceProbe(step, cfg, prediction, linear, getattr(preview, "decoder", None)) if step else None
 
     def start_image(self) -> None:
         if self._replay is not None:

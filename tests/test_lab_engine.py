@@ -192,6 +192,24 @@ def test_guidance_probe_captures_both_predictions_at_the_chosen_step(engine_run,
     assert np.abs(preview.image.astype(int) - g.guided.astype(int)).max() <= 1
 
 
+def test_a_decoding_models_guidance_probe_shows_decoded_pictures_and_their_difference(tiny_model_dir, tmp_path):
+    model = _decoding_copy(tiny_model_dir, tmp_path / "decoding")
+    rec = Recorder()
+    engine = make_engine(rec)
+    try:
+        job = engine.submit(request_for(model, steps=4, cfg=7.0), JobOptions(inspect_step=2))
+        rec.wait_for(job)
+    finally:
+        engine.shutdown(timeout=30)
+    g = rec.of(job, ImageReady)[0].guidance
+    for image in (g.uncond, g.cond, g.term, g.guided):
+        assert image.shape == (64, 64, 3) and image.dtype == np.uint8 and not image.flags.writeable
+    preview = next(p for p in rec.of(job, Preview) if p.step == 2)  # the decode of the x0 the sampler went on with
+    assert np.abs(preview.image.astype(int) - g.guided.astype(int)).max() <= 1
+    expected = np.clip(127.5 + (g.guided.astype(np.float32) - g.uncond) / 2, 0, 255).round()
+    assert np.array_equal(g.term, expected.astype(np.uint8)) and not np.array_equal(g.uncond, g.cond)
+
+
 def test_guidance_probe_without_cfg_or_out_of_range_captures_nothing(engine_run, tiny_model_dir):
     job, rec = _run(engine_run, request_for(tiny_model_dir, steps=4, cfg=1.0), JobOptions(inspect_step=2))
     assert rec.of(job, ImageReady)[0].guidance is None
