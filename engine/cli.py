@@ -177,6 +177,14 @@ def run_generation(request, args) -> int:
         except DarkroomError as exc:
             outcome["code"], outcome["error"] = EXIT_FAILED, exc.message
 
+    def animate_waiting() -> None:
+        """Animate the pictures still waiting with their quick frames: no decoded replay will come in time."""
+        with lock:
+            left = list(waiting.values())
+            waiting.clear()
+        for ready in left:
+            animate(ready)
+
     def finish_if_over() -> None:
         with lock:
             over = ended.is_set() and not waiting
@@ -221,8 +229,7 @@ def run_generation(request, args) -> int:
             elif isinstance(event, Cancelled) and outcome["code"] == EXIT_OK:
                 outcome["code"] = EXIT_CANCELLED
             if not isinstance(event, Finished):
-                with lock:
-                    waiting.clear()  # nothing more to animate
+                animate_waiting()  # the command ends now
             ended.set()
             finish_if_over()
 
@@ -235,12 +242,8 @@ def run_generation(request, args) -> int:
         while not done.wait(0.2):
             if ended.is_set():
                 deadline = deadline or time.monotonic() + DECODED_REPLAY_WAIT_S
-                if time.monotonic() > deadline:  # the decoded replays never came: animate the quick frames
-                    with lock:
-                        left = list(waiting.values())
-                        waiting.clear()
-                    for ready in left:
-                        animate(ready)
+                if time.monotonic() > deadline:  # the decoded replays never came
+                    animate_waiting()
                     break
     except KeyboardInterrupt:
         engine.cancel_all()

@@ -243,10 +243,11 @@ class JobRecording:
 
     def __init__(self, options, preview, prediction: str, cfg: float) -> None:
         linear = LinearRGB(preview)
-        keep = getattr(preview, "decoder", None) is not None
-        self._replay = ReplayRecorder(linear, keep_latents=keep) if getattr(options, "replay", False) else None
+        decoder = getattr(preview, "decoder", None)  # set when the model previews by decoding
+        replay = getattr(options, "replay", False)
+        self._replay = ReplayRecorder(linear, keep_latents=decoder is not None) if replay else None
         step = getattr(options, "inspect_step", None)
-        self._probe = GuidanceProbe(step, cfg, prediction, linear, getattr(preview, "decoder", None)) if step else None
+        self._probe = GuidanceProbe(step, cfg, prediction, linear, decoder) if step else None
 
     def start_image(self) -> None:
         if self._replay is not None:
