@@ -6,9 +6,9 @@ with queued signals). Image arrays are fresh, read-only ``uint8`` H×W×3 numpy 
 
 A job emits, in order: ``Started``, then per image ``Progress``/``Preview`` (interleaved) and ``ImageReady``,
 and finally exactly one of ``Finished``, ``Failed`` or ``Cancelled``. A job cancelled while still queued emits
-only ``Cancelled``. Later, while the engine has nothing else to do, a ``ReplayDecoded`` may follow for an image
-whose model previews by decoding (:mod:`engine.replay`). A forward-process job (:mod:`engine.forward_job`) emits ``ForwardFrame`` s and then one of
-those three.
+only ``Cancelled``. Later, while the engine has nothing else to do, a ``ReplayDecoded`` follows for each image
+whose ``ImageReady`` says ``replay_pending`` (its model previews by decoding, :mod:`engine.replay`). A
+forward-process job (:mod:`engine.forward_job`) emits ``ForwardFrame`` s and then one of those three.
 """
 
 from __future__ import annotations

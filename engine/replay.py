@@ -106,18 +106,16 @@ class ReplayRecorder:
     def frames(self) -> tuple[np.ndarray, ...]:
         """Every frame recorded since :meth:`start_image`, as read-only ``uint8`` h×w×3 arrays, in step order.
         Frames of passes at other sizes (a hires fix) are kept only when they match the last pass's size."""
-        frames = self._frames
-        if frames:
-            shape = frames[-1].shape
-            frames = [f for f in frames if f.shape == shape]
-        return self._linear.to_host(frames)
+        return self._linear.to_host(_last_pass(self._frames))
 
     def latents(self) -> list:
         """The x0 latents of :meth:`frames`' steps (device tensors 1×C×h×w); empty unless kept."""
-        if not self._latents:
-            return []
-        shape = self._latents[-1].shape
-        return [x for x in self._latents if x.shape == shape]
+        return _last_pass(self._latents)
+
+
+def _last_pass(items: list) -> list:
+    """The items shaped like the last one: a hires fix's first pass, at another size, is left out."""
+    return [x for x in items if x.shape == items[-1].shape] if items else []
 
 
 @dataclass
