@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from engine.train.attributes import (colour_fidelity, colour_pairs, hue_error, shape_classes, shape_separation,
-                                     srgb_to_lab)
+from engine.train.attributes import (colour_fidelity, colour_pairs, colour_targets, hue_error, shape_classes,
+                                     shape_separation, srgb_to_lab)
 
 
 def _blob(rgb, shape="square", size=32):
@@ -42,6 +42,16 @@ def test_lab_of_reference_colours():
     assert lab[2] == pytest.approx([53.2, 80.1, 67.2], abs=0.5)
     assert hue_error(lab[2], lab[2]) == 0
     assert hue_error([50, 10, 0], [50, -10, 0]) == pytest.approx(180)
+
+
+def test_colour_targets_are_the_foreground_colour_scaled_to_about_one():
+    images, _ = _data()
+    t = colour_targets(images)
+    assert t.shape == (6, 3) and t.dtype == np.float32
+    red, green, blue = t[0], t[1], t[2]
+    assert red[1] > 1.0 and green[1] < -1.0  # a*: red against green
+    assert blue[2] < -1.0 and red[2] > 0.5  # b*: blue against red; the white background is left out
+    assert np.allclose(t[0], t[3], atol=0.05)  # a red heart and a red circle: the same colour
 
 
 def test_colour_pairs_keep_objects_with_several_colours():

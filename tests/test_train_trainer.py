@@ -130,6 +130,57 @@ def test_an_extended_run_trains_on_at_the_floor_learning_rate_as_a_run_made_in_o
     assert log_rows(tmp_path / "one-go") == extended
 
 
+def test_the_caption_mean_leaves_the_padding_out():
+    import torch
+
+    from engine.train.trainer import caption_mean
+
+    eos = 9
+    tok = torch.tensor([[1, 5, eos, eos, eos], [1, 5, 6, 7, eos]])
+    hidden = torch.arange(10, dtype=torch.float32).view(1, 5, 2).expand(2, -1, -1)
+    assert caption_mean(hidden, tok, eos).tolist() == [[2.0, 3.0], [4.0, 5.0]]  # positions 0–2, then 0–4
+
+
+def test_the_colour_loss_trains_a_head_it_checkpoints_and_never_exports(tiny_cfg, tmp_path):
+    import torch
+    from safetensors import safe_open
+
+    from engine.train.trainer import train
+
+    tiny_cfg.colour_loss_weight = 1.0
+    out = train(tiny_cfg, log=lambda *_: None)
+    run = tmp_path / "run"
+    rows = (run / "loss_unet.csv").read_text().splitlines()
+    assert rows[0].split(",")[-1] == "colour_loss"
+    assert all(np.isfinite(float(r.split(",")[-1])) for r in rows[1:])
+    first = torch.load(run / "unet.pt", weights_only=True)
+    assert set(first["colour_head"]) == {"weight", "bias"} and first["colour_head_opt"]["state"]
+
+    tiny_cfg.unet_steps = 6  # resumed: the head goes on from its checkpoint
+    train(tiny_cfg, log=lambda *_: None)
+    resumed = torch.load(run / "unet.pt", weights_only=True)
+    assert resumed["colour_head_opt"]["state"][0]["step"] == 6
+    assert not torch.equal(first["colour_head"]["weight"], resumed["colour_head"]["weight"])
+    with safe_open(str(next((out / "text_encoder").glob("*.safetensors"))), "pt") as f:
+        assert not any("colour" in k for k in f.keys())
+
+
+def test_the_colour_loss_makes_the_text_encoder_tell_the_colours_apart(tiny_cfg, tmp_path):
+    """On the synthetic squares and circles the captions "red …" and "blue …" differ only in the colour word;
+    with the colour loss the head reads the right colour from the text encoder after a few dozen steps."""
+    import torch
+
+    from engine.train.trainer import train
+
+    tiny_cfg.colour_loss_weight, tiny_cfg.unet_steps, tiny_cfg.stages = 1.0, 60, "vae,unet"
+    tiny_cfg.checkpoint_every, tiny_cfg.caption_dropout = 60, 0.0
+    train(tiny_cfg, log=lambda *_: None)
+    rows = (tmp_path / "run" / "loss_unet.csv").read_text().splitlines()[1:]
+    colour = [float(r.split(",")[-1]) for r in rows]
+    assert np.mean(colour[-10:]) < 0.5 * np.mean(colour[:10])
+    assert torch.load(tmp_path / "run" / "unet.pt", weights_only=True)["step"] == 60
+
+
 def test_preview_fit_recovers_a_linear_decoder():
     import torch
 

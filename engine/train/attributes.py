@@ -52,6 +52,15 @@ def mean_lab(image):
     return srgb_to_lab(image[foreground(image)]).mean(0)
 
 
+def colour_targets(images):
+    """Each image's mean foreground colour in CIELAB, scaled to about ±1 (L* around 50, a*, b* over 50): float32
+    N×3, what the trainer's colour loss asks the text encoder to tell."""
+    import numpy as np
+
+    lab = np.stack([mean_lab(im) for im in images])
+    return ((lab - np.array([50.0, 0.0, 0.0])) / 50.0).astype(np.float32)
+
+
 def hue_error(a, b) -> float:
     """Angle in degrees between two Lab colours on the a*b* plane."""
     import math

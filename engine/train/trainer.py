@@ -18,10 +18,8 @@ bundled model in ``resources/`` is replaced only when ``out_dir`` names it.
 
 from __future__ import annotations
 
-import csv
 import json
 import math
-import os
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -29,6 +27,7 @@ from pathlib import Path
 from .export import export_pipeline, fit_preview
 from .hardware import autocast_for, pick_device, seed_everything
 from .networks import make_text_encoder, make_unet, make_vae
+from .runfiles import LossLog, atomic_save, load_checkpoint, progress
 from .schedule import check_schedule, loss_weights, make_noise_scheduler, target
 
 #: Name of the model folder a training run exports into, in the user's models folder by default.
@@ -111,6 +110,11 @@ class TrainConfig:
     # Draw an emoji and its skin-tone variants as one image (dataset.skin_tone_weights), so the 1,890 skin-tone
     # variants stop taking half of every batch from the objects that exist once; off: every image equally often.
     group_skin_tones: bool = True
+    # Weight of an auxiliary loss that makes the text encoder say what colour a caption names: a linear head (trained
+    # alongside, never exported) reads the target image's mean foreground colour (CIELAB) from the mean of the text
+    # encoder's outputs over the caption's tokens. The jointly trained text encoder otherwise separates colour words
+    # only as far as the diffusion loss happens to push it, and has put "red" next to "blue". 0: off.
+    colour_loss_weight: float = 0.0
     # bookkeeping
     checkpoint_every: int = 250
     log_every: int = 10
@@ -129,51 +133,6 @@ class TrainConfig:
 
 
 # ----------------------------------------------------------------------------- helpers
-
-class LossLog:
-    def __init__(self, path: Path, resume: bool):
-        self.path = path
-        if not resume or not path.exists():
-            path.write_text("step,loss,lr,elapsed_s\n")
-
-    def write(self, step: int, loss: float, lr: float, elapsed: float):
-        with open(self.path, "a", newline="") as f:
-            csv.writer(f).writerow([step, f"{loss:.6f}", f"{lr:.3e}", f"{elapsed:.1f}"])
-
-
-def _progress(total: int, initial: int, desc: str):
-    from tqdm import tqdm
-
-    tqdm.monitor_interval = 0  # no background monitor thread
-    return tqdm(total=total, initial=initial, desc=desc, dynamic_ncols=True, mininterval=2.0)
-
-
-def _atomic_save(obj, path: Path):
-    import torch
-
-    tmp = path.with_suffix(".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def load_checkpoint(path: Path, device) -> dict:
-    """A checkpoint this trainer wrote: tensors and plain containers only (``weights_only``), so a file that
-    someone swapped for a pickle with code in it is refused, not run. Raises DarkroomError."""
-    import pickle
-
-    import torch
-
-    from ..errors import DarkroomError
-
-    try:
-        return torch.load(path, map_location=device, weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:
-        raise DarkroomError(
-            f"The training checkpoint {path} is not one this trainer wrote (or it is damaged); delete it to start "
-            "that stage again, or choose another --run-dir.",
-            f"{type(exc).__name__}: {exc}",
-        ) from None
-
 
 def _lr_at(step: int, total: int, base: float, warmup: int) -> float:
     if step < warmup:
@@ -224,7 +183,7 @@ def train_vae(cfg: TrainConfig, images, device, run: Path):
     data = to_tensor(images)
     log = LossLog(run / "loss_vae.csv", resume=step > 0)
     amp = autocast_for(device, cfg.precision)
-    bar = _progress(cfg.vae_steps, step, "autoencoder")
+    bar = progress(cfg.vae_steps, step, "autoencoder")
     t0 = time.time()
     vae.train()
     while step < cfg.vae_steps:
@@ -251,7 +210,7 @@ def train_vae(cfg: TrainConfig, images, device, run: Path):
             log.write(step, rec_loss.item(), lr, time.time() - t0)
             bar.set_postfix(rec=f"{rec_loss.item():.4f}", kl=f"{kl.item():.3f}")
         if step % cfg.checkpoint_every == 0 or step == cfg.vae_steps:
-            _atomic_save({"model": vae.state_dict(), "opt": opt.state_dict(), "step": step,
+            atomic_save({"model": vae.state_dict(), "opt": opt.state_dict(), "step": step,
                           "gen": gen.get_state()}, ckpt_path)
     bar.close()
     return vae.eval(), step
@@ -277,7 +236,7 @@ def encode_latents(cfg: TrainConfig, vae, vae_step: int, images, device, run: Pa
     mean, std = torch.cat(means), torch.cat(stds)
     sample = mean + std * torch.randn_like(mean)
     scale = float(1.0 / sample.std())
-    _atomic_save({"mean": mean, "std": std, "scale": scale, "n": len(images), "vae_step": vae_step}, path)
+    atomic_save({"mean": mean, "std": std, "scale": scale, "n": len(images), "vae_step": vae_step}, path)
     return mean, std, scale
 
 
@@ -319,7 +278,18 @@ def tokenize_captions(tokenizer, captions: list[list[str]], max_length: int):
     return ids, torch.tensor(owner), empty
 
 
-def train_unet(cfg: TrainConfig, lat_mean, lat_std, scale, captions, tokenizer, device, run: Path, vae_step: int):
+def caption_mean(hidden, tok, eos_id: int):
+    """The mean of the text encoder's outputs over each caption's tokens: start, words and the first end token
+    (the padding after it repeats the end token and is left out)."""
+    is_eos = (tok == eos_id).int()
+    keep = ((is_eos.cumsum(1) - is_eos) == 0).to(hidden.dtype).unsqueeze(-1)
+    return (hidden * keep).sum(1) / keep.sum(1)
+
+
+def train_unet(cfg: TrainConfig, lat_mean, lat_std, scale, captions, tokenizer, device, run: Path, vae_step: int,
+               colours=None):
+    """``colours``: each image's target colour (N×3, :func:`.attributes.colour_targets`), needed when
+    ``cfg.colour_loss_weight`` is set."""
     import torch
     import torch.nn.functional as F
 
@@ -335,6 +305,12 @@ def train_unet(cfg: TrainConfig, lat_mean, lat_std, scale, captions, tokenizer, 
     snr_weight = loss_weights(cfg, abar)
     step = 0
     gen = torch.Generator().manual_seed(cfg.seed + 2)
+    head = head_opt = None
+    if cfg.colour_loss_weight:
+        # its own optimizer, so runs with and without the head keep the same optimizer state for the networks
+        head = torch.nn.Linear(cfg.text_width, 3).to(device)
+        head_opt = torch.optim.AdamW(head.parameters(), lr=cfg.lr, weight_decay=0.0, betas=(0.9, 0.99))
+        colours_d = torch.as_tensor(colours, dtype=torch.float32).to(device)
     if ckpt_path.exists():
         ck = load_checkpoint(ckpt_path, device)
         if ck.get("vae_step", vae_step) != vae_step:
@@ -350,6 +326,9 @@ def train_unet(cfg: TrainConfig, lat_mean, lat_std, scale, captions, tokenizer, 
         ema.shadow = [s.to(device) for s in ck["ema"]]
         step = ck["step"]
         gen.set_state(ck["gen"])
+        if head is not None and "colour_head" in ck:
+            head.load_state_dict(ck["colour_head"])
+            head_opt.load_state_dict(ck["colour_head_opt"])
     ids, owner, empty = tokenize_captions(tokenizer, captions, cfg.max_length)
     # per image: the range of its captions in `ids`
     counts = torch.bincount(owner, minlength=len(captions))
@@ -358,9 +337,9 @@ def train_unet(cfg: TrainConfig, lat_mean, lat_std, scale, captions, tokenizer, 
 
     weights = torch.tensor(skin_tone_weights(captions)) if cfg.group_skin_tones else None
     if step < cfg.unet_steps:
-        log = LossLog(run / "loss_unet.csv", resume=step > 0)
+        log = LossLog(run / "loss_unet.csv", resume=step > 0, extra=("colour_loss",) if head is not None else ())
         amp = autocast_for(device, cfg.precision)
-        bar = _progress(cfg.unet_steps, step, "text encoder + U-Net")
+        bar = progress(cfg.unet_steps, step, "text encoder + U-Net")
         t0 = time.time()
         unet.train()
         te.train()
@@ -389,20 +368,34 @@ def train_unet(cfg: TrainConfig, lat_mean, lat_std, scale, captions, tokenizer, 
                 pred = unet(xt, t, encoder_hidden_states=cond).sample
             per_sample = F.mse_loss(pred.float(), target(cfg, a, x0, eps), reduction="none").mean(dim=(1, 2, 3))
             loss = (per_sample * snr_weight[t]).mean()
+            extra = ()
+            total = loss
+            if head is not None:  # captions only: the empty prompt names no colour
+                said = head(caption_mean(cond.float(), tok, tokenizer.eos_token_id))
+                per_caption = (said - colours_d[img_d]).pow(2).mean(1)
+                kept = (~drop).float()
+                colour_loss = (per_caption * kept).sum() / kept.sum().clamp(min=1)
+                total = loss + cfg.colour_loss_weight * colour_loss
+                extra = (colour_loss.item(),)
+                head_opt.zero_grad(set_to_none=True)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            total.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
+            if head is not None:
+                head_opt.step()
             ema.update(params, step)
             step += 1
             bar.update(1)
             if step % cfg.log_every == 0 or step == cfg.unet_steps:
-                log.write(step, loss.item(), lr, time.time() - t0)
+                log.write(step, loss.item(), lr, time.time() - t0, *extra)
                 bar.set_postfix(loss=f"{loss.item():.4f}")
             if step % cfg.checkpoint_every == 0 or step == cfg.unet_steps:
-                _atomic_save({"unet": unet.state_dict(), "text": te.state_dict(), "opt": opt.state_dict(),
-                              "ema": ema.shadow, "step": step, "gen": gen.get_state(),
-                              "vae_step": vae_step}, ckpt_path)
+                state = {"unet": unet.state_dict(), "text": te.state_dict(), "opt": opt.state_dict(),
+                         "ema": ema.shadow, "step": step, "gen": gen.get_state(), "vae_step": vae_step}
+                if head is not None:
+                    state.update(colour_head=head.state_dict(), colour_head_opt=head_opt.state_dict())
+                atomic_save(state, ckpt_path)
         bar.close()
     ema.copy_to(params)
     unet.to(memory_format=torch.contiguous_format)  # safetensors stores contiguous tensors only
@@ -448,7 +441,12 @@ def train(cfg: TrainConfig, log=print) -> Path:
     if "unet" not in stages and "export" not in stages:
         return run
     t = time.time()
-    te, unet, steps = train_unet(cfg, lat_mean, lat_std, scale, captions, tokenizer, device, run, vae_step)
+    colours = None
+    if cfg.colour_loss_weight:
+        from .attributes import colour_targets
+
+        colours = colour_targets(images)
+    te, unet, steps = train_unet(cfg, lat_mean, lat_std, scale, captions, tokenizer, device, run, vae_step, colours)
     timings["unet_s"] = timings.get("unet_s", 0) + (time.time() - t)
     timings_path.write_text(json.dumps(timings, indent=1))
     if "export" not in stages:

@@ -1,0 +1,55 @@
+"""What a training run keeps in its folder: CSV loss logs, checkpoints (written atomically, read back without
+unpickling objects) and the progress bar. Used by the trainer's thread only."""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+
+class LossLog:
+    """A CSV of step, loss, learning rate, elapsed seconds, then any ``extra`` columns (named at creation)."""
+
+    def __init__(self, path: Path, resume: bool, extra: tuple[str, ...] = ()):
+        self.path = path
+        if not resume or not path.exists():
+            path.write_text(",".join(("step", "loss", "lr", "elapsed_s") + extra) + "\n")
+
+    def write(self, step: int, loss: float, lr: float, elapsed: float, *extra: float):
+        with open(self.path, "a", newline="") as f:
+            csv.writer(f).writerow([step, f"{loss:.6f}", f"{lr:.3e}", f"{elapsed:.1f}", *(f"{v:.6f}" for v in extra)])
+
+
+def progress(total: int, initial: int, desc: str):
+    from tqdm import tqdm
+
+    tqdm.monitor_interval = 0  # no background monitor thread
+    return tqdm(total=total, initial=initial, desc=desc, dynamic_ncols=True, mininterval=2.0)
+
+
+def atomic_save(obj, path: Path):
+    import torch
+
+    tmp = path.with_suffix(".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path, device) -> dict:
+    """A checkpoint this trainer wrote: tensors and plain containers only (``weights_only``), so a file that
+    someone swapped for a pickle with code in it is refused, not run. Raises DarkroomError."""
+    import pickle
+
+    import torch
+
+    from ..errors import DarkroomError
+
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:
+        raise DarkroomError(
+            f"The training checkpoint {path} is not one this trainer wrote (or it is damaged); delete it to start "
+            "that stage again, or choose another --run-dir.",
+            f"{type(exc).__name__}: {exc}",
+        ) from None
