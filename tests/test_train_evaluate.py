@@ -36,6 +36,9 @@ def test_grid_and_loss_plot(tmp_path):
         f"{i},{1 / i:.4f},0.001,{i}\n" for i in range(1, 50)))
     out = plot_losses(tmp_path, tmp_path / "loss.png")
     assert Image.open(out).size == (840, 260)
+    (tmp_path / "loss_unet.csv").write_text("step,loss,lr,elapsed_s,colour_loss\n" + "".join(
+        f"{i},{1 / i:.4f},0.001,{i},{2 / i:.4f}\n" for i in range(1, 50)))
+    assert Image.open(plot_losses(tmp_path, tmp_path / "loss.png")).size == (3 * 420, 260)  # the colour loss too
 
 
 def test_reconstruct_round_trips_through_the_autoencoder_in_batches():

@@ -111,29 +111,33 @@ def save_grid(images, cols: int, path: Path, scale: int = 1, labels=None):
 
 
 def plot_losses(run_dir: str | Path, out_png: str | Path, smooth: int = 0):
-    """Loss curves of both stages from the run's CSV logs, drawn with Pillow (log-scale y)."""
+    """Loss curves of both stages from the run's CSV logs, drawn with Pillow (log-scale y), and the colour loss
+    when the run trained with one."""
     import csv
     import math
 
     from PIL import Image, ImageDraw
 
     run_dir = Path(run_dir)
-    panels = [("autoencoder: reconstruction loss", run_dir / "loss_vae.csv"),
-              ("U-Net + text encoder: training loss", run_dir / "loss_unet.csv")]
+    unet_log = run_dir / "loss_unet.csv"
+    panels = [("autoencoder: reconstruction loss", run_dir / "loss_vae.csv", "loss"),
+              ("U-Net + text encoder: training loss", unet_log, "loss")]
+    if unet_log.exists() and "colour_loss" in unet_log.read_text().partition("\n")[0].split(","):
+        panels.append(("text encoder: colour loss", unet_log, "colour_loss"))
     W, H, M = 420, 260, 40
     img = Image.new("RGB", (W * len(panels), H), "white")
     d = ImageDraw.Draw(img)
-    for k, (title, path) in enumerate(panels):
+    for k, (title, path, column) in enumerate(panels):
         ox = k * W
         d.text((ox + M, 6), title, fill="black")
         if not path.exists():
-            d.text((ox + M, H // 2), "(no log)", fill="gray")
+            d.text((ox + M, H // 2), f"(no {path.name} in the run folder)", fill="gray")
             continue
         rows = list(csv.DictReader(open(path)))
         if not rows:
             continue
         xs = [int(r["step"]) for r in rows]
-        ys = [float(r["loss"]) for r in rows]
+        ys = [float(r[column]) for r in rows]
         n_s = smooth or max(1, len(ys) // 25)
         sm = [sum(ys[max(0, i - n_s + 1):i + 1]) / len(ys[max(0, i - n_s + 1):i + 1]) for i in range(len(ys))]
         lo, hi = math.log10(max(min(ys), 1e-6)), math.log10(max(ys))
