@@ -212,7 +212,7 @@ def train_vae(cfg: TrainConfig, images, device, run: Path):
             bar.set_postfix(rec=f"{rec_loss.item():.4f}", kl=f"{kl.item():.3f}")
         if step % cfg.checkpoint_every == 0 or step == cfg.vae_steps:
             atomic_save({"model": vae.state_dict(), "opt": opt.state_dict(), "step": step,
-                          "gen": gen.get_state()}, ckpt_path)
+                         "gen": gen.get_state()}, ckpt_path)
     bar.close()
     return vae.eval(), step
 
@@ -308,7 +308,8 @@ def train_unet(cfg: TrainConfig, lat_mean, lat_std, scale, captions, tokenizer, 
     gen = torch.Generator().manual_seed(cfg.seed + 2)
     head = head_opt = None
     if cfg.colour_loss_weight:
-        # its own optimizer, so runs with and without the head keep the same optimizer state for the networks
+        # its own optimizer, so runs with and without the head keep the same optimizer state for the networks; it
+        # learns at the base learning rate throughout (the measured runs did)
         head = torch.nn.Linear(cfg.text_width, 3).to(device)
         head_opt = torch.optim.AdamW(head.parameters(), lr=cfg.lr, weight_decay=0.0, betas=(0.9, 0.99))
         colours_d = torch.as_tensor(colours, dtype=torch.float32).to(device)
