@@ -37,8 +37,15 @@ def test_grid_and_loss_plot(tmp_path):
     out = plot_losses(tmp_path, tmp_path / "loss.png")
     assert Image.open(out).size == (840, 260)
     (tmp_path / "loss_unet.csv").write_text("step,loss,lr,elapsed_s,colour_loss\n" + "".join(
-        f"{i},{1 / i:.4f},0.001,{i},{2 / i:.4f}\n" for i in range(1, 50)))
-    assert Image.open(plot_losses(tmp_path, tmp_path / "loss.png")).size == (3 * 420, 260)  # the colour loss too
+        f"{i},{1 / i:.4f},0.001,{i},{2 / i if i % 3 else float('nan'):.4f}\n" for i in range(1, 50)))
+    # the colour loss too; its rows without a colour caption (nan) are left out of the curve
+    with_nan = Image.open(plot_losses(tmp_path, tmp_path / "loss.png"))
+    assert with_nan.size == (3 * 420, 260)
+    (tmp_path / "loss_unet.csv").write_text("step,loss,lr,elapsed_s,colour_loss\n" + "".join(
+        f"{i},{1 / i:.4f},0.001,{i},{2 / i:.4f}\n" for i in range(1, 50) if i % 3))
+    colour_panel = (2 * 420, 0, 3 * 420, 260)
+    without = Image.open(plot_losses(tmp_path, tmp_path / "loss2.png"))
+    assert with_nan.crop(colour_panel).tobytes() == without.crop(colour_panel).tobytes()
 
 
 def test_reconstruct_round_trips_through_the_autoencoder_in_batches():

@@ -133,7 +133,7 @@ def plot_losses(run_dir: str | Path, out_png: str | Path, smooth: int = 0):
         if not path.exists():
             d.text((ox + M, H // 2), f"(no {path.name} in the run folder)", fill="gray")
             continue
-        rows = list(csv.DictReader(open(path)))
+        rows = [r for r in csv.DictReader(open(path)) if math.isfinite(float(r[column]))]
         if not rows:
             continue
         xs = [int(r["step"]) for r in rows]
