@@ -13,8 +13,21 @@ class LossLog:
 
     def __init__(self, path: Path, resume: bool, extra: tuple[str, ...] = ()):
         self.path = path
+        header = ["step", "loss", "lr", "elapsed_s", *extra]
         if not resume or not path.exists():
-            path.write_text(",".join(("step", "loss", "lr", "elapsed_s") + extra) + "\n")
+            path.write_text(",".join(header) + "\n")
+            return
+        with open(path, newline="") as f:
+            old = csv.DictReader(f)
+            rows = list(old)
+            if old.fieldnames == header:
+                return
+        # resumed with other columns (a colour loss turned on or off): one header for the whole file, and "nan"
+        # where an earlier row has no value
+        with open(path, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(header)
+            w.writerows([r.get(k) or "nan" for k in header] for r in rows)
 
     def write(self, step: int, loss: float, lr: float, elapsed: float, *extra: float):
         with open(self.path, "a", newline="") as f:
