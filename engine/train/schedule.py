@@ -33,8 +33,6 @@ def check_schedule(cfg: TrainConfig) -> None:
     if cfg.zero_terminal_snr and cfg.prediction_type == "epsilon":
         raise DarkroomError("--zero-terminal-snr needs --prediction-type v_prediction: at zero signal the noise "
                             "is the whole input, so predicting it teaches the model nothing.")
-    if cfg.colour_loss_on not in ("caption", "word"):
-        raise DarkroomError(f"--colour-loss-on must be caption or word, not {cfg.colour_loss_on!r}.")
 
 
 def make_noise_scheduler(cfg: TrainConfig):

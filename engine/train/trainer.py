@@ -116,11 +116,6 @@ class TrainConfig:
     # only as far as the diffusion loss happens to push it, and has put "red" next to "blue". 0: off. Measured at 0.2
     # (model card): every colour right, red included, but objects' shapes less reliable, so it is not in the recipe.
     colour_loss_weight: float = 0.0
-    # What the colour head reads: "caption", the mean over every caption's tokens (each caption is asked for its
-    # picture's colour), or "word", only the output at a leading colour word ("red heart": "red"), for captions
-    # that start with one. The text encoder's attention is causal, so that output depends on the colour word alone
-    # and the loss leaves the object words' outputs to the diffusion loss.
-    colour_loss_on: str = "caption"
     # bookkeeping
     checkpoint_every: int = 250
     log_every: int = 10
@@ -292,14 +287,6 @@ def caption_mean(hidden, tok, eos_id: int):
     return (hidden * keep).sum(1) / keep.sum(1)
 
 
-def colour_word_ids(tokenizer) -> list[int]:
-    """Token ids of the colour words (:data:`.attributes.COLOURS`) the tokenizer has as one token."""
-    from .attributes import COLOURS
-
-    ids = [tokenizer(w, add_special_tokens=False).input_ids for w in COLOURS]
-    return [i[0] for i in ids if len(i) == 1]
-
-
 def train_unet(cfg: TrainConfig, lat_mean, lat_std, scale, captions, tokenizer, device, run: Path, vae_step: int,
                colours=None):
     """``colours``: each image's target colour (N×3, :func:`.attributes.colour_targets`), needed when
@@ -326,7 +313,6 @@ def train_unet(cfg: TrainConfig, lat_mean, lat_std, scale, captions, tokenizer, 
         head = torch.nn.Linear(cfg.text_width, 3).to(device)
         head_opt = torch.optim.AdamW(head.parameters(), lr=cfg.lr, weight_decay=0.0, betas=(0.9, 0.99))
         colours_d = torch.as_tensor(colours, dtype=torch.float32).to(device)
-        colour_ids = torch.tensor(colour_word_ids(tokenizer), device=device)
     if ckpt_path.exists():
         ck = load_checkpoint(ckpt_path, device)
         if ck.get("vae_step", vae_step) != vae_step:
@@ -387,12 +373,8 @@ def train_unet(cfg: TrainConfig, lat_mean, lat_std, scale, captions, tokenizer, 
             loss = (per_sample * snr_weight[t]).mean()
             total = loss
             if head is not None:  # captions only: the empty prompt names no colour
-                if cfg.colour_loss_on == "word":  # position 0 is the start token
-                    said = head(cond[:, 1].float())
-                    kept = (~drop & torch.isin(tok[:, 1], colour_ids)).float()
-                else:
-                    said = head(caption_mean(cond.float(), tok, tokenizer.eos_token_id))
-                    kept = (~drop).float()
+                said = head(caption_mean(cond.float(), tok, tokenizer.eos_token_id))
+                kept = (~drop).float()
                 per_caption = (said - colours_d[img_d]).pow(2).mean(1)
                 colour_loss = (per_caption * kept).sum() / kept.sum().clamp(min=1)
                 total = loss + cfg.colour_loss_weight * colour_loss
@@ -408,7 +390,7 @@ def train_unet(cfg: TrainConfig, lat_mean, lat_std, scale, captions, tokenizer, 
             step += 1
             bar.update(1)
             if step % cfg.log_every == 0 or step == cfg.unet_steps:
-                # the colour loss over the captions it saw since the last row ("word": many batches have none)
+                # the colour loss over the captions it saw since the last row (nan if every one was dropped)
                 extra = (colour_sum / colour_n if colour_n else math.nan,) if head is not None else ()
                 colour_sum = colour_n = 0.0
                 log.write(step, loss.item(), lr, time.time() - t0, *extra)
