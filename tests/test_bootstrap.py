@@ -73,6 +73,7 @@ def test_a_changed_pyproject_reinstalls_once(boot, monkeypatch):
 
 def test_the_test_command_installs_the_test_train_and_bundle_extras(boot, monkeypatch):
     monkeypatch.setattr(boot, "EMOJI_FONT", __file__)  # present: nothing to apt-get
+    monkeypatch.setattr(boot, "missing_qt_libraries", lambda: [])
     monkeypatch.chdir(boot.ROOT)
     boot.main(["test", "-q"])
     assert boot.installed == [("-e", f"{boot.ROOT}[test,train,bundle]")]
@@ -80,6 +81,20 @@ def test_the_test_command_installs_the_test_train_and_bundle_extras(boot, monkey
     (path, argv, env), = boot.launched
     assert argv == [python, "-m", "pytest", "-q"] and env["QT_QPA_PLATFORM"] == "offscreen"
     assert env["HF_HUB_OFFLINE"] == "1"
+
+
+@pytest.mark.parametrize("xvfb", [True, False])
+def test_the_test_command_installs_qt_libraries_only_for_a_window_test_under_xvfb(boot, monkeypatch, xvfb):
+    monkeypatch.setattr(boot, "EMOJI_FONT", __file__)
+    monkeypatch.setattr(boot.sys, "platform", "linux")
+    monkeypatch.setattr(boot.shutil, "which", lambda name: "/usr/bin/Xvfb" if xvfb and name == "Xvfb" else None)
+    monkeypatch.setattr(boot, "missing_qt_libraries", lambda: ["libxcb-icccm4", "libxcb-keysyms1"])
+    asked = []
+    monkeypatch.setattr(boot, "apt_install", lambda packages, why: asked.append(packages))
+    monkeypatch.chdir(boot.ROOT)
+    boot.main(["test", "-q"])
+    assert asked == ([["libxcb-icccm4", "libxcb-keysyms1"]] if xvfb else [])
+    assert len(boot.launched) == 1
 
 
 def test_ci_runs_the_test_command():
