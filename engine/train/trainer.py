@@ -374,11 +374,11 @@ def train_unet(cfg: TrainConfig, lat_mean, lat_std, scale, captions, tokenizer, 
             total = loss
             if head is not None:  # captions only: the empty prompt names no colour
                 said = head(caption_mean(cond.float(), tok, tokenizer.eos_token_id))
-                kept = (~drop).float()
                 per_caption = (said - colours_d[img_d]).pow(2).mean(1)
-                colour_loss = (per_caption * kept).sum() / kept.sum().clamp(min=1)
-                total = loss + cfg.colour_loss_weight * colour_loss
-                colour_sum, colour_n = colour_sum + (per_caption * kept).sum().item(), colour_n + kept.sum().item()
+                kept = (~drop).float()
+                kept_sum = (per_caption * kept).sum()
+                total = loss + cfg.colour_loss_weight * kept_sum / kept.sum().clamp(min=1)
+                colour_sum, colour_n = colour_sum + kept_sum.item(), colour_n + kept.sum().item()
                 head_opt.zero_grad(set_to_none=True)
             opt.zero_grad(set_to_none=True)
             total.backward()
