@@ -288,9 +288,8 @@ def caption_mean(hidden, tok, eos_id: int):
 
 
 def train_unet(cfg: TrainConfig, lat_mean, lat_std, scale, captions, tokenizer, device, run: Path, vae_step: int,
-               colours=None):
-    """``colours``: each image's target colour (N×3, :func:`.attributes.colour_targets`), needed when
-    ``cfg.colour_loss_weight`` is set."""
+               images):
+    """``images``: the dataset (uint8 N×H×W×3), read only for the colour loss's targets."""
     import torch
     import torch.nn.functional as F
 
@@ -312,7 +311,6 @@ def train_unet(cfg: TrainConfig, lat_mean, lat_std, scale, captions, tokenizer, 
         # learns at the base learning rate throughout (the measured runs did)
         head = torch.nn.Linear(cfg.text_width, 3).to(device)
         head_opt = torch.optim.AdamW(head.parameters(), lr=cfg.lr, weight_decay=0.0, betas=(0.9, 0.99))
-        colours_d = torch.as_tensor(colours, dtype=torch.float32).to(device)
     if ckpt_path.exists():
         ck = load_checkpoint(ckpt_path, device)
         if ck.get("vae_step", vae_step) != vae_step:
@@ -339,6 +337,10 @@ def train_unet(cfg: TrainConfig, lat_mean, lat_std, scale, captions, tokenizer, 
 
     weights = torch.tensor(skin_tone_weights(captions)) if cfg.group_skin_tones else None
     if step < cfg.unet_steps:
+        if head is not None:
+            from .attributes import colour_targets
+
+            colours_d = torch.as_tensor(colour_targets(images), dtype=torch.float32).to(device)
         log = LossLog(run / "loss_unet.csv", resume=step > 0, extra=("colour_loss",) if head is not None else ())
         amp = autocast_for(device, cfg.precision)
         bar = progress(cfg.unet_steps, step, "text encoder + U-Net")
@@ -446,12 +448,7 @@ def train(cfg: TrainConfig, log=print) -> Path:
     if "unet" not in stages and "export" not in stages:
         return run
     t = time.time()
-    colours = None
-    if cfg.colour_loss_weight:
-        from .attributes import colour_targets
-
-        colours = colour_targets(images)
-    te, unet, steps = train_unet(cfg, lat_mean, lat_std, scale, captions, tokenizer, device, run, vae_step, colours)
+    te, unet, steps = train_unet(cfg, lat_mean, lat_std, scale, captions, tokenizer, device, run, vae_step, images)
     timings["unet_s"] = timings.get("unet_s", 0) + (time.time() - t)
     timings_path.write_text(json.dumps(timings, indent=1))
     if "export" not in stages:
