@@ -47,9 +47,9 @@ def default_folders() -> dict[str, Path]:
 @dataclass
 class TrainConfig:
     """The defaults are the shipped weights' recipe: 14,500 U-Net steps of batch 32 (no attention at 16×16, skin
-    tones grouped), learning rate 1e-3 decaying over the first 12,000, on the GroupNorm-8 autoencoder trained for
-    1,000 steps; about 2 h 26 min on 2 CPU cores (2 h 11 min of it the U-Net). The model card lists what each
-    measured run used."""
+    tones grouped), learning rate 1e-3 decaying over the first 12,000, a colour loss of weight 0.02, on the
+    GroupNorm-8 autoencoder trained for 1,000 steps; 2 to 2.5 hours on 2 CPU cores, depending on the machine's load
+    (the U-Net took 1 h 53 min and 2 h 11 min in two runs). The model card lists what each measured run used."""
 
     data_dir: str = ""  # "" (here and below): the folder in default_folders()
     run_dir: str = ""
@@ -113,9 +113,9 @@ class TrainConfig:
     # Weight of an auxiliary loss that makes the text encoder say what colour a caption names: a linear head (trained
     # alongside, never exported) reads the target image's mean foreground colour (CIELAB) from the mean of the text
     # encoder's outputs over the caption's tokens. The jointly trained text encoder otherwise separates colour words
-    # only as far as the diffusion loss happens to push it, and has put "red" next to "blue". 0: off. Measured at 0.2
-    # (model card): every colour right, red included, but objects' shapes less reliable, so it is not in the recipe.
-    colour_loss_weight: float = 0.0
+    # only as far as the diffusion loss happens to push it, and has put "red" next to "blue". 0: off. Measured (model
+    # card): at 0.2 every colour right but objects' shapes less reliable; at 0.02 red right and shapes kept.
+    colour_loss_weight: float = 0.02
     # bookkeeping
     checkpoint_every: int = 250
     log_every: int = 10
