@@ -316,3 +316,46 @@ def test_a_unet_without_full_size_attention_keeps_it_at_the_coarser_level_and_lo
     rec.wait_for(job)
     [ready] = rec.of(job, ImageReady)
     assert ready.image.shape == (64, 64, 3)
+
+
+def test_a_run_stopped_between_checkpoints_resumes_with_one_log_and_one_clock(tiny_cfg, tmp_path, monkeypatch):
+    """Stopped after step 4 but before its checkpoint: the resumed run trains steps 3 and 4 again, logs each step
+    once, and its wall time is that of the steps kept, not the time between the sittings."""
+    import torch
+
+    from engine.train import runfiles, trainer
+
+    now = [0.0]
+
+    def tick():  # a clock that advances one second per reading
+        now[0] += 1.0
+        return now[0]
+
+    class Stopped(Exception):
+        pass
+
+    real_save = trainer.atomic_save
+
+    def save_or_stop(obj, path):
+        if "unet" in obj and obj["step"] == 4:
+            raise Stopped
+        real_save(obj, path)
+
+    monkeypatch.setattr(runfiles, "_now", tick)
+    monkeypatch.setattr(trainer, "atomic_save", save_or_stop)
+    with pytest.raises(Stopped):
+        trainer.train(tiny_cfg, log=lambda *_: None)
+    run = tmp_path / "run"
+    at_checkpoint = torch.load(run / "unet.pt", weights_only=True)
+    assert at_checkpoint["step"] == 2
+    assert [r.split(",")[0] for r in (run / "loss_unet.csv").read_text().splitlines()[1:]] == ["1", "2", "3", "4"]
+
+    now[0] += 10_000  # the time between the sittings
+    monkeypatch.setattr(trainer, "atomic_save", real_save)
+    out = trainer.train(tiny_cfg, log=lambda *_: None)
+    rows = [r.split(",") for r in (run / "loss_unet.csv").read_text().splitlines()[1:]]
+    assert [r[0] for r in rows] == ["1", "2", "3", "4"]
+    elapsed = [float(r[3]) for r in rows]
+    assert elapsed == sorted(elapsed) and elapsed[2] > at_checkpoint["elapsed_s"]
+    unet_s = json.loads((out / "training.json").read_text())["wall_time_s"]["unet_s"]
+    assert elapsed[-1] <= unet_s < 1_000

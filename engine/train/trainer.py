@@ -27,7 +27,7 @@ from pathlib import Path
 from .export import export_pipeline, fit_preview
 from .hardware import autocast_for, pick_device, seed_everything
 from .networks import make_text_encoder, make_unet, make_vae
-from .runfiles import LossLog, atomic_save, load_checkpoint, progress
+from .runfiles import LossLog, StageClock, atomic_save, load_checkpoint, progress
 from .schedule import check_schedule, loss_weights, make_noise_scheduler, target
 
 #: Name of the model folder a training run exports into, in the user's models folder by default.
@@ -165,6 +165,8 @@ def to_tensor(images):
 # ----------------------------------------------------------------------------- stage 1: autoencoder
 
 def train_vae(cfg: TrainConfig, images, device, run: Path):
+    """The autoencoder, its step, and the seconds the stage has taken (StageClock; None when a finished stage's
+    checkpoint is older than the trainer's recording of them)."""
     import torch
     import torch.nn.functional as F
 
@@ -172,6 +174,7 @@ def train_vae(cfg: TrainConfig, images, device, run: Path):
     vae = make_vae(cfg).to(device)
     opt = torch.optim.AdamW(vae.parameters(), lr=cfg.vae_lr, weight_decay=0.0)
     step = 0
+    spent = None  # unknown for a checkpoint written before the trainer recorded it
     gen = torch.Generator().manual_seed(cfg.seed + 1)
     if ckpt_path.exists():
         ck = load_checkpoint(ckpt_path, device)
@@ -179,13 +182,14 @@ def train_vae(cfg: TrainConfig, images, device, run: Path):
         opt.load_state_dict(ck["opt"])
         step = ck["step"]
         gen.set_state(ck["gen"])
+        spent = ck.get("elapsed_s")
     if step >= cfg.vae_steps:
-        return vae.eval(), step
+        return vae.eval(), step, spent
     data = to_tensor(images)
-    log = LossLog(run / "loss_vae.csv", resume=step > 0)
+    log = LossLog(run / "loss_vae.csv", resume_step=step)
     amp = autocast_for(device, cfg.precision)
     bar = progress(cfg.vae_steps, step, "autoencoder")
-    t0 = time.time()
+    clock = StageClock(spent or 0.0)
     vae.train()
     while step < cfg.vae_steps:
         lr = _lr_at(step, cfg.vae_steps, cfg.vae_lr, 50)
@@ -208,13 +212,13 @@ def train_vae(cfg: TrainConfig, images, device, run: Path):
         step += 1
         bar.update(1)
         if step % cfg.log_every == 0 or step == cfg.vae_steps:
-            log.write(step, rec_loss.item(), lr, time.time() - t0)
+            log.write(step, rec_loss.item(), lr, clock())
             bar.set_postfix(rec=f"{rec_loss.item():.4f}", kl=f"{kl.item():.3f}")
         if step % cfg.checkpoint_every == 0 or step == cfg.vae_steps:
             atomic_save({"model": vae.state_dict(), "opt": opt.state_dict(), "step": step,
-                         "gen": gen.get_state()}, ckpt_path)
+                         "gen": gen.get_state(), "elapsed_s": clock()}, ckpt_path)
     bar.close()
-    return vae.eval(), step
+    return vae.eval(), step, clock()
 
 
 def encode_latents(cfg: TrainConfig, vae, vae_step: int, images, device, run: Path):
@@ -289,7 +293,8 @@ def caption_mean(hidden, tok, eos_id: int):
 
 def train_unet(cfg: TrainConfig, lat_mean, lat_std, scale, captions, tokenizer, device, run: Path, vae_step: int,
                images):
-    """``images``: the dataset (uint8 N×H×W×3), read only for the colour loss's targets."""
+    """``images``: the dataset (uint8 N×H×W×3), read only for the colour loss's targets. Returns the text encoder,
+    the U-Net (EMA weights), the step and the stage's seconds, as train_vae does."""
     import torch
     import torch.nn.functional as F
 
@@ -304,6 +309,7 @@ def train_unet(cfg: TrainConfig, lat_mean, lat_std, scale, captions, tokenizer, 
     abar = sched.alphas_cumprod.to(device)
     snr_weight = loss_weights(cfg, abar)
     step = 0
+    spent = None  # unknown for a checkpoint written before the trainer recorded it
     gen = torch.Generator().manual_seed(cfg.seed + 2)
     head = head_opt = None
     if cfg.colour_loss_weight:
@@ -326,6 +332,7 @@ def train_unet(cfg: TrainConfig, lat_mean, lat_std, scale, captions, tokenizer, 
         ema.shadow = [s.to(device) for s in ck["ema"]]
         step = ck["step"]
         gen.set_state(ck["gen"])
+        spent = ck.get("elapsed_s")
         if head is not None and "colour_head" in ck:
             head.load_state_dict(ck["colour_head"])
             head_opt.load_state_dict(ck["colour_head_opt"])
@@ -341,10 +348,10 @@ def train_unet(cfg: TrainConfig, lat_mean, lat_std, scale, captions, tokenizer, 
             from .attributes import colour_targets
 
             colours_d = torch.as_tensor(colour_targets(images), dtype=torch.float32).to(device)
-        log = LossLog(run / "loss_unet.csv", resume=step > 0, extra=("colour_loss",) if head is not None else ())
+        log = LossLog(run / "loss_unet.csv", resume_step=step, extra=("colour_loss",) if head is not None else ())
         amp = autocast_for(device, cfg.precision)
         bar = progress(cfg.unet_steps, step, "text encoder + U-Net")
-        t0 = time.time()
+        clock = StageClock(spent or 0.0)
         colour_sum = colour_n = 0.0
         unet.train()
         te.train()
@@ -395,18 +402,20 @@ def train_unet(cfg: TrainConfig, lat_mean, lat_std, scale, captions, tokenizer, 
                 # the colour loss over the captions it saw since the last row (nan if every one was dropped)
                 extra = (colour_sum / colour_n if colour_n else math.nan,) if head is not None else ()
                 colour_sum = colour_n = 0.0
-                log.write(step, loss.item(), lr, time.time() - t0, *extra)
+                log.write(step, loss.item(), lr, clock(), *extra)
                 bar.set_postfix(loss=f"{loss.item():.4f}")
             if step % cfg.checkpoint_every == 0 or step == cfg.unet_steps:
                 state = {"unet": unet.state_dict(), "text": te.state_dict(), "opt": opt.state_dict(),
-                         "ema": ema.shadow, "step": step, "gen": gen.get_state(), "vae_step": vae_step}
+                         "ema": ema.shadow, "step": step, "gen": gen.get_state(), "vae_step": vae_step,
+                         "elapsed_s": clock()}
                 if head is not None:
                     state.update(colour_head=head.state_dict(), colour_head_opt=head_opt.state_dict())
                 atomic_save(state, ckpt_path)
         bar.close()
+        spent = clock()
     ema.copy_to(params)
     unet.to(memory_format=torch.contiguous_format)  # safetensors stores contiguous tensors only
-    return te.eval(), unet.eval(), step
+    return te.eval(), unet.eval(), step, spent
 
 
 # ----------------------------------------------------------------------------- driver
@@ -439,17 +448,18 @@ def train(cfg: TrainConfig, log=print) -> Path:
 
     tokenizer = CLIPTokenizer.from_pretrained(str(tok_dir))
 
-    t = time.time()
-    vae, vae_step = train_vae(cfg, images, device, run)
-    timings["vae_s"] = timings.get("vae_s", 0) + (time.time() - t)
+    vae, vae_step, spent = train_vae(cfg, images, device, run)
+    if spent is not None:
+        timings["vae_s"] = spent
     lat_mean, lat_std, scale = encode_latents(cfg, vae, vae_step, images, device, run)
     log(f"latents {tuple(lat_mean.shape[1:])}, scaling factor {scale:.4f}")
     timings_path.write_text(json.dumps(timings, indent=1))
     if "unet" not in stages and "export" not in stages:
         return run
-    t = time.time()
-    te, unet, steps = train_unet(cfg, lat_mean, lat_std, scale, captions, tokenizer, device, run, vae_step, images)
-    timings["unet_s"] = timings.get("unet_s", 0) + (time.time() - t)
+    te, unet, steps, spent = train_unet(cfg, lat_mean, lat_std, scale, captions, tokenizer, device, run, vae_step,
+                                        images)
+    if spent is not None:
+        timings["unet_s"] = spent
     timings_path.write_text(json.dumps(timings, indent=1))
     if "export" not in stages:
         return run
