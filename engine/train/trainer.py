@@ -436,8 +436,7 @@ def train(cfg: TrainConfig, log=print) -> Path:
     (run / "config.json").write_text(json.dumps(cfg.to_json(), indent=1))
     stages = {s.strip() for s in cfg.stages.split(",") if s.strip()}
     started = time.time()
-    timings_path = run / "timings.json"
-    timings = json.loads(timings_path.read_text()) if timings_path.exists() else {}
+    timings = {}  # each stage's seconds, as its checkpoint records them (absent for one older than that record)
 
     images, captions = load_images(cfg)
     log(f"dataset: {len(images)} images, {sum(map(len, captions))} captions, device {device}")
@@ -453,14 +452,12 @@ def train(cfg: TrainConfig, log=print) -> Path:
         timings["vae_s"] = spent
     lat_mean, lat_std, scale = encode_latents(cfg, vae, vae_step, images, device, run)
     log(f"latents {tuple(lat_mean.shape[1:])}, scaling factor {scale:.4f}")
-    timings_path.write_text(json.dumps(timings, indent=1))
     if "unet" not in stages and "export" not in stages:
         return run
     te, unet, steps, spent = train_unet(cfg, lat_mean, lat_std, scale, captions, tokenizer, device, run, vae_step,
                                         images)
     if spent is not None:
         timings["unet_s"] = spent
-    timings_path.write_text(json.dumps(timings, indent=1))
     if "export" not in stages:
         return run
     preview, rmse = fit_preview(vae, lat_mean, scale)
